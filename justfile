@@ -1,0 +1,32 @@
+# littledata: train strong image classifiers from very little data.
+# `just --list` shows every recipe. Stage settings live in the pipeline file;
+# override one with e.g. `just train-small --set small_cnn.epochs=5`.
+
+pipeline := env_var_or_default("LITTLEDATA_PIPELINE", "pipelines/blog.toml")
+# Extra cargo flags, e.g. `just cargo_flags="--release --features cuda" finetune --device cuda`.
+cargo_flags := "--release"
+
+# List the recipes.
+default:
+    @just --list
+
+# Split a labelled folder into data/train, data/validation (and data/test).
+split *ARGS:
+    cargo run {{cargo_flags}} -p prep -- split --pipeline {{pipeline}} {{ARGS}}
+
+# Write 20 augmented variants of one training image and a contact sheet to preview/.
+preview *ARGS:
+    cargo run {{cargo_flags}} -p preview -- --pipeline {{pipeline}} {{ARGS}}
+
+# Run every test (the CI command).
+test:
+    cargo test --workspace --locked
+
+# Formatting and lints, as CI checks them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Criterion benchmarks of the data pipeline and the kernels.
+bench:
+    cargo bench --workspace
