@@ -1,0 +1,86 @@
+//! Picks the convolution algorithm by shape and CPU features.
+
+use crate::isa::Isa;
+use crate::shape::ConvShape;
+use crate::{direct, winograd};
+
+/// A forward-convolution algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Implicit GEMM over padded-width columns ([`crate::direct`]).
+    Direct,
+    /// Winograd F(4×4, 3×3) ([`crate::winograd`]).
+    Winograd,
+}
+
+impl Algorithm {
+    /// The algorithm the dispatch uses for `s` on this CPU.
+    pub fn choose(s: &ConvShape) -> Algorithm {
+        Self::choose_for(Isa::detect(), s)
+    }
+
+    fn choose_for(isa: Isa, s: &ConvShape) -> Algorithm {
+        // Winograd pays once the GEMMs dominate its transforms: enough input and output
+        // channels to amortise them, and tiles that are not mostly padding.
+        if winograd::supports(isa, s) && s.c >= 16 && s.o >= 16 && s.ho() >= 4 && s.wo() >= 4 {
+            Algorithm::Winograd
+        } else {
+            Algorithm::Direct
+        }
+    }
+}
+
+/// Forward convolution with the chosen algorithm: `x` [n, c, h, w], `weight` [o, c, kh, kw],
+/// optional `bias` [o], optional fused ReLU; returns [n, o, ho, wo].
+pub fn conv_forward(
+    s: &ConvShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
+    conv_forward_with(Algorithm::choose(s), s, x, weight, bias, relu)
+}
+
+/// Forward convolution with a given algorithm (falls back to [`Algorithm::Direct`] when the
+/// requested one cannot run `s` on this CPU).
+pub fn conv_forward_with(
+    algo: Algorithm,
+    s: &ConvShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
+    let isa = Isa::detect();
+    match algo {
+        Algorithm::Winograd if winograd::supports(isa, s) => {
+            winograd::forward(s, x, weight, bias, relu)
+        }
+        _ => direct::forward(isa, s, x, weight, bias, relu),
+    }
+}
+
+/// Input gradient of a square-kernel convolution with `pad < kh`: the convolution of the output
+/// gradient `gy` [n, o, ho, wo] with the transposed, 180°-rotated kernel; returns [n, c, h, w].
+pub fn conv_input_grad(s: &ConvShape, gy: &[f32], weight: &[f32]) -> Vec<f32> {
+    let t = s.transposed();
+    let (kh, kw) = (s.kh, s.kw);
+    let mut wt = vec![0.0f32; s.c * s.o * kh * kw];
+    for o in 0..s.o {
+        for c in 0..s.c {
+            let src = &weight[(o * s.c + c) * kh * kw..][..kh * kw];
+            let dst = &mut wt[(c * s.o + o) * kh * kw..][..kh * kw];
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = src[kh * kw - 1 - i];
+            }
+        }
+    }
+    conv_forward(&t, gy, &wt, None, false)
+}
+
+/// Weight gradient of a 3 × 3 convolution from the input `x` and output gradient `gy`;
+/// returns [o, c, 3, 3].
+pub fn conv_weight_grad(s: &ConvShape, x: &[f32], gy: &[f32]) -> Vec<f32> {
+    crate::wgrad::weight_grad(Isa::detect(), s, x, gy)
+}

@@ -1,0 +1,53 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::path::PathBuf;
+
+/// The shared data folder from `LITTLEDATA_SHARED`. Panics when it is unset and `CI` is set;
+/// otherwise returns `None` (after a note on stderr) so the calling test can skip.
+pub fn shared_dir() -> Option<PathBuf> {
+    match std::env::var_os("LITTLEDATA_SHARED") {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("LITTLEDATA_SHARED must point at the shared data folder when CI is set")
+        }
+        None => {
+            eprintln!("note: LITTLEDATA_SHARED is unset; skipping a test that needs shared data");
+            None
+        }
+    }
+}
+
+/// A tensor of uniform values in `[-scale, scale)` from a seeded ChaCha8 stream.
+pub fn uniform(seed: u64, shape: &[usize], scale: f32) -> Tensor {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale)
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).expect("shape matches data")
+}
+
+/// Flattened f32 values of a tensor.
+pub fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("an f32 tensor")
+}
+
+/// Asserts `got ≈ want` element-wise: `|g - w| ≤ rel · max(1, max|want|)`.
+pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, rel: f32) {
+    assert_eq!(got.dims(), want.dims(), "{what}: shapes differ");
+    let (g, w) = (values(got), values(want));
+    let scale = w.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let tol = rel * scale;
+    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+        assert!(
+            (a - b).abs() <= tol,
+            "{what}: element {i} differs: {a} vs {b} (tolerance {tol}, scale {scale})"
+        );
+    }
+}

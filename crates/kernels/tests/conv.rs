@@ -1,0 +1,158 @@
+//! Convolution forward and backward against candle's own ops over random shapes.
+
+mod common;
+
+use candle_core::{Tensor, Var};
+use common::{assert_close, uniform, values};
+use kernels::{Algorithm, ConvShape};
+use proptest::prelude::*;
+
+const REL: f32 = 1e-4;
+
+fn reference(x: &Tensor, w: &Tensor, b: Option<&Tensor>, pad: usize) -> Tensor {
+    let y = x.conv2d(w, pad, 1, 1, 1).expect("candle conv2d");
+    match b {
+        Some(b) => y
+            .broadcast_add(&b.reshape((1, b.dim(0).unwrap(), 1, 1)).unwrap())
+            .unwrap(),
+        None => y,
+    }
+}
+
+/// Random convolution problems: odd sizes, small batches, channel counts on both sides of the
+/// Winograd threshold and not multiples of 16, padding 0 and 1.
+fn shapes() -> impl Strategy<Value = (ConvShape, u64)> {
+    (
+        1usize..4,
+        1usize..40,
+        1usize..40,
+        3usize..16,
+        3usize..16,
+        0usize..2,
+        any::<u64>(),
+    )
+        .prop_map(|(n, c, o, h, w, pad, seed)| {
+            (
+                ConvShape {
+                    n,
+                    c,
+                    h,
+                    w,
+                    o,
+                    kh: 3,
+                    kw: 3,
+                    pad,
+                },
+                seed,
+            )
+        })
+}
+
+fn operands(s: &ConvShape, seed: u64) -> (Tensor, Tensor, Tensor) {
+    let x = uniform(seed, &[s.n, s.c, s.h, s.w], 1.0);
+    let w = uniform(
+        seed ^ 1,
+        &[s.o, s.c, 3, 3],
+        1.0 / (3.0 * (s.c as f32).sqrt()),
+    );
+    let b = uniform(seed ^ 2, &[s.o], 0.5);
+    (x, w, b)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn forward_matches_candle((s, seed) in shapes(), with_bias in any::<bool>()) {
+        let (x, w, b) = operands(&s, seed);
+        let b = with_bias.then_some(&b);
+        let want = reference(&x, &w, b, s.pad);
+        let got = kernels::conv2d(&x, &w, b, s.pad).unwrap();
+        assert_close("conv2d", &got, &want, REL);
+        let got = kernels::conv2d_relu(&x, &w, b, s.pad).unwrap();
+        assert_close("conv2d_relu", &got, &want.relu().unwrap(), REL);
+    }
+
+    #[test]
+    fn every_algorithm_matches_candle((s, seed) in shapes()) {
+        let (x, w, b) = operands(&s, seed);
+        let want = reference(&x, &w, Some(&b), s.pad);
+        let (xv, wv, bv) = (values(&x), values(&w), values(&b));
+        for algo in [Algorithm::Direct, Algorithm::Winograd] {
+            let y = kernels::dispatch::conv_forward_with(algo, &s, &xv, &wv, Some(&bv), false);
+            let got = Tensor::from_vec(y, want.dims(), want.device()).unwrap();
+            assert_close(&format!("{algo:?}"), &got, &want, REL);
+        }
+    }
+
+    #[test]
+    fn gradients_match_candle((s, seed) in shapes(), relu in any::<bool>()) {
+        let (x, w, b) = operands(&s, seed);
+        let (xv, wv, bv) = (Var::from_tensor(&x).unwrap(), Var::from_tensor(&w).unwrap(), Var::from_tensor(&b).unwrap());
+        let y = if relu {
+            kernels::conv2d_relu(xv.as_tensor(), wv.as_tensor(), Some(bv.as_tensor()), s.pad).unwrap()
+        } else {
+            kernels::conv2d(xv.as_tensor(), wv.as_tensor(), Some(bv.as_tensor()), s.pad).unwrap()
+        };
+        // Upstream gradient: a random weighting of the outputs, masked by our own ReLU so that
+        // outputs within rounding of zero cannot flip the reference's mask.
+        let r = uniform(seed ^ 3, y.dims(), 1.0);
+        let r_ref = if relu { (&r * y.gt(0.0).unwrap().to_dtype(y.dtype()).unwrap()).unwrap() } else { r.clone() };
+        let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+
+        let (xr, wr, br) = (Var::from_tensor(&x).unwrap(), Var::from_tensor(&w).unwrap(), Var::from_tensor(&b).unwrap());
+        let yr = reference(xr.as_tensor(), wr.as_tensor(), Some(br.as_tensor()), s.pad);
+        let ref_grads = (&yr * &r_ref).unwrap().sum_all().unwrap().backward().unwrap();
+
+        for (name, ours, theirs) in [("grad x", &xv, &xr), ("grad w", &wv, &wr), ("grad b", &bv, &br)] {
+            let g = grads.get(ours.as_tensor()).expect("gradient present");
+            let gr = ref_grads.get(theirs.as_tensor()).expect("reference gradient present");
+            assert_close(name, g, gr, REL);
+        }
+    }
+}
+
+#[test]
+fn untracked_operands_get_no_gradient() {
+    let s = ConvShape {
+        n: 2,
+        c: 5,
+        h: 9,
+        w: 8,
+        o: 6,
+        kh: 3,
+        kw: 3,
+        pad: 1,
+    };
+    let (x, w, b) = operands(&s, 7);
+    let wv = Var::from_tensor(&w).unwrap();
+    let y = kernels::conv2d_relu(&x, wv.as_tensor(), Some(&b), 1).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(&x).is_none());
+    assert!(grads.get(&b).is_none());
+    assert!(grads.get(wv.as_tensor()).is_some());
+}
+
+#[test]
+fn strided_inputs_and_unsupported_shapes_work() {
+    // A transposed (non-contiguous) input takes the fast path after a copy.
+    let x = uniform(11, &[2, 4, 7, 9], 1.0).transpose(2, 3).unwrap();
+    let w = uniform(12, &[3, 4, 3, 3], 0.3);
+    assert_close(
+        "strided",
+        &kernels::conv2d(&x, &w, None, 1).unwrap(),
+        &reference(&x, &w, None, 1),
+        REL,
+    );
+    // A 5 × 5 kernel falls back to candle.
+    let w5 = uniform(13, &[3, 4, 5, 5], 0.3);
+    assert_close(
+        "5x5",
+        &kernels::conv2d(&x, &w5, None, 2).unwrap(),
+        &reference(&x, &w5, None, 2),
+        REL,
+    );
+    // Mismatched channels are an error, not a panic.
+    let bad = uniform(14, &[3, 5, 3, 3], 0.3);
+    assert!(kernels::conv2d(&x, &bad, None, 1).is_err());
+}

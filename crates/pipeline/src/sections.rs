@@ -1,0 +1,330 @@
+//! The typed sections of a pipeline file, with their defaults (the post's recipe) and ranges.
+
+use engine::OptimizerConfig;
+use imagedata::{AugmentConfig, ClassMode, ConfigError, Interpolation, Preprocessing};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Every setting of every stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pipeline {
+    /// Where data and artifacts live, and how images are read.
+    pub data: DataSection,
+    /// `prep split`.
+    pub split: SplitSection,
+    /// `preview`.
+    pub preview: PreviewSection,
+    /// Method 1: the small convnet trained from scratch.
+    pub small_cnn: SmallCnnSection,
+    /// Method 2, part 1: VGG16 bottleneck features.
+    pub bottleneck: BottleneckSection,
+    /// Method 2, part 2: the top model on cached features.
+    pub top: TopSection,
+    /// Method 3: fine-tuning VGG16 block 5 + the top model.
+    pub finetune: FinetuneSection,
+}
+
+/// `[data]`: folders, image size and labelling shared by every stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSection {
+    /// The split's root: `train/`, `validation/` and optionally `test/` class folders.
+    pub dir: PathBuf,
+    /// Where stages write their artifacts.
+    pub artifacts: PathBuf,
+    /// `[height, width]` every image is resized to.
+    pub target_size: [u32; 2],
+    /// Resampling used when resizing (`nearest`, as Keras, or `bilinear`).
+    pub interpolation: Interpolation,
+    /// `binary` (one sigmoid unit, two classes) or `categorical` (softmax); unset: binary for
+    /// two classes, categorical for more.
+    pub class_mode: Option<ClassMode>,
+    /// The one seed every random choice flows from.
+    pub seed: u64,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        Self {
+            dir: "data".into(),
+            artifacts: "artifacts".into(),
+            target_size: [150, 150],
+            interpolation: Interpolation::Nearest,
+            class_mode: None,
+            seed: 42,
+        }
+    }
+}
+
+/// `[split]`: how `prep split` divides the source per class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SplitSection {
+    /// The source folder (Kaggle-style flat, or one subfolder per class); unset: the default
+    /// source described in the README.
+    pub source: Option<PathBuf>,
+    /// Training images per class.
+    pub train: usize,
+    /// Validation images per class.
+    pub validation: usize,
+    /// Test images per class (0: no test split).
+    pub test: usize,
+    /// Shuffle (from the seed) instead of taking files in numeric order.
+    pub shuffle: bool,
+}
+
+impl Default for SplitSection {
+    fn default() -> Self {
+        Self {
+            source: None,
+            train: 1000,
+            validation: 500,
+            test: 0,
+            shuffle: false,
+        }
+    }
+}
+
+/// `[preview]`: the augmentation preview.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PreviewSection {
+    /// How many augmented variants to write.
+    pub count: usize,
+    /// Output folder.
+    pub out: PathBuf,
+    /// The augmentation shown (the small convnet's, by default).
+    pub augment: AugmentConfig,
+}
+
+impl Default for PreviewSection {
+    fn default() -> Self {
+        Self {
+            count: 20,
+            out: "preview".into(),
+            augment: AugmentConfig::blog(),
+        }
+    }
+}
+
+/// `[small_cnn]`: method 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmallCnnSection {
+    /// Training epochs.
+    pub epochs: usize,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Optimizer and learning rate.
+    pub optimizer: OptimizerConfig,
+    /// Pixel preprocessing (train and validation alike).
+    pub preprocessing: Preprocessing,
+    /// Augmentation of the training stream (validation is never augmented).
+    pub augment: AugmentConfig,
+    /// Stop after this many epochs without improvement of `monitor` (unset: never).
+    pub early_stopping_patience: Option<usize>,
+    /// Metric that picks the best epoch: `val_acc` or `val_loss`.
+    pub monitor: Monitor,
+}
+
+impl Default for SmallCnnSection {
+    fn default() -> Self {
+        Self {
+            epochs: 50,
+            batch_size: 16,
+            optimizer: OptimizerConfig::rmsprop(),
+            preprocessing: Preprocessing::rescale(1.0 / 255.0),
+            augment: AugmentConfig::blog(),
+            early_stopping_patience: None,
+            monitor: Monitor::ValAcc,
+        }
+    }
+}
+
+/// `[bottleneck]`: VGG16 feature extraction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BottleneckSection {
+    /// VGG16 weights file (unset: `LITTLEDATA_VGG16_WEIGHTS`, then the hf-hub cache, then a
+    /// download of `timm/vgg16.tv_in1k`).
+    pub weights: Option<PathBuf>,
+    /// Pixel preprocessing fed to VGG16 (ImageNet mean/std by default; the post used 1/255).
+    pub preprocessing: Preprocessing,
+    /// Images per forward batch.
+    pub batch_size: usize,
+    /// Augmented views per training image to extract besides the plain one (0: none).
+    pub augmented_views: usize,
+    /// Augmentation of those views.
+    pub augment: AugmentConfig,
+}
+
+impl Default for BottleneckSection {
+    fn default() -> Self {
+        Self {
+            weights: None,
+            preprocessing: Preprocessing::imagenet(),
+            batch_size: 16,
+            augmented_views: 0,
+            augment: AugmentConfig::blog(),
+        }
+    }
+}
+
+/// `[top]`: the top model trained on bottleneck features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopSection {
+    /// Training epochs.
+    pub epochs: usize,
+    /// Feature vectors per batch.
+    pub batch_size: usize,
+    /// Optimizer and learning rate.
+    pub optimizer: OptimizerConfig,
+    /// Stop after this many epochs without improvement of `monitor` (unset: never).
+    pub early_stopping_patience: Option<usize>,
+    /// Metric that picks the best epoch.
+    pub monitor: Monitor,
+    /// Folds for `train-top --kfold` when the flag gives none.
+    pub kfold: usize,
+}
+
+impl Default for TopSection {
+    fn default() -> Self {
+        Self {
+            epochs: 50,
+            batch_size: 16,
+            optimizer: OptimizerConfig::rmsprop(),
+            early_stopping_patience: None,
+            monitor: Monitor::ValAcc,
+            kfold: 5,
+        }
+    }
+}
+
+/// `[finetune]`: VGG16 block 5 + top, fine-tuned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FinetuneSection {
+    /// Training epochs.
+    pub epochs: usize,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Optimizer (the post: SGD, lr 1e-4, momentum 0.9).
+    pub optimizer: OptimizerConfig,
+    /// Augmentation of the training stream.
+    pub augment: AugmentConfig,
+    /// Cache blocks 1–4's outputs for `views` augmented views per image (else run the whole
+    /// network live on every batch).
+    pub view_cache: bool,
+    /// Augmented views per training image in the cache.
+    pub views: usize,
+    /// Stop after this many epochs without improvement of `monitor` (unset: never).
+    pub early_stopping_patience: Option<usize>,
+    /// Metric that picks the best epoch.
+    pub monitor: Monitor,
+}
+
+impl Default for FinetuneSection {
+    fn default() -> Self {
+        Self {
+            epochs: 50,
+            batch_size: 16,
+            optimizer: OptimizerConfig::sgd(1e-4, 0.9),
+            augment: AugmentConfig::blog(),
+            view_cache: true,
+            views: 10,
+            early_stopping_patience: None,
+            monitor: Monitor::ValAcc,
+        }
+    }
+}
+
+/// The metric that picks the best epoch (keep-best and early stopping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Monitor {
+    /// Validation accuracy, higher is better.
+    #[serde(rename = "val_acc")]
+    ValAcc,
+    /// Validation loss, lower is better.
+    #[serde(rename = "val_loss")]
+    ValLoss,
+}
+
+fn check_optimizer(section: &str, cfg: &OptimizerConfig) -> Result<(), ConfigError> {
+    cfg.validate().map_err(|e| match e {
+        engine::EngineError::Config { key, reason } => {
+            ConfigError::new(key, reason).within(section)
+        }
+        other => ConfigError::new(section, other.to_string()),
+    })
+}
+
+fn at_least(key: &str, value: usize, min: usize) -> Result<(), ConfigError> {
+    if value < min {
+        return Err(ConfigError::new(
+            key,
+            format!("must be at least {min}, got {value}"),
+        ));
+    }
+    Ok(())
+}
+
+impl Pipeline {
+    /// Checks every value's range; the error names the key (`section.key`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let d = &self.data;
+        for (i, s) in d.target_size.iter().enumerate() {
+            if !(32..=4096).contains(s) {
+                return Err(ConfigError::new(
+                    format!("data.target_size[{i}]"),
+                    format!("must be between 32 and 4096, got {s}"),
+                ));
+            }
+        }
+        let sp = &self.split;
+        at_least("split.train", sp.train, 1)?;
+        at_least("split.validation", sp.validation, 1)?;
+        at_least("preview.count", self.preview.count, 1)?;
+        self.preview
+            .augment
+            .validate()
+            .map_err(|e| e.within("preview.augment"))?;
+
+        let s = &self.small_cnn;
+        at_least("small_cnn.epochs", s.epochs, 1)?;
+        at_least("small_cnn.batch_size", s.batch_size, 1)?;
+        check_optimizer("small_cnn.optimizer", &s.optimizer)?;
+        s.preprocessing
+            .validate()
+            .map_err(|e| e.within("small_cnn.preprocessing"))?;
+        s.augment
+            .validate()
+            .map_err(|e| e.within("small_cnn.augment"))?;
+
+        let b = &self.bottleneck;
+        at_least("bottleneck.batch_size", b.batch_size, 1)?;
+        b.preprocessing
+            .validate()
+            .map_err(|e| e.within("bottleneck.preprocessing"))?;
+        b.augment
+            .validate()
+            .map_err(|e| e.within("bottleneck.augment"))?;
+
+        let t = &self.top;
+        at_least("top.epochs", t.epochs, 1)?;
+        at_least("top.batch_size", t.batch_size, 1)?;
+        at_least("top.kfold", t.kfold, 2)?;
+        check_optimizer("top.optimizer", &t.optimizer)?;
+
+        let f = &self.finetune;
+        at_least("finetune.epochs", f.epochs, 1)?;
+        at_least("finetune.batch_size", f.batch_size, 1)?;
+        at_least("finetune.views", f.views, 1)?;
+        check_optimizer("finetune.optimizer", &f.optimizer)?;
+        f.augment
+            .validate()
+            .map_err(|e| e.within("finetune.augment"))?;
+        Ok(())
+    }
+}
