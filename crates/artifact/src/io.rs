@@ -24,9 +24,7 @@ pub fn atomic_write_with(
         _ => std::path::PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir).map_err(|e| ArtifactError::io(&dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .suffix(".partial")
+    let mut tmp = temp_builder()
         .tempfile_in(&dir)
         .map_err(|e| ArtifactError::io(&dir, e))?;
     fill(tmp.as_file_mut()).map_err(|e| ArtifactError::io(path, e))?;
@@ -40,6 +38,19 @@ pub fn atomic_write_with(
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// A temp-file builder for atomic writes: hidden `.tmp-*.partial` names, and on Unix the mode
+/// of any file a program creates (0666 less the umask) rather than temp files' owner-only 0600.
+pub(crate) fn temp_builder() -> tempfile::Builder<'static, 'static> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(".tmp-").suffix(".partial");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    b
 }
 
 /// Saves named tensors with metadata as a safetensors file, atomically.
@@ -204,6 +215,17 @@ mod tests {
         assert!(err.to_string().contains("keep.txt"), "{err}");
         assert_eq!(std::fs::read(&p).unwrap(), b"old");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn artifacts_are_not_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.json");
+        atomic_write(&p, b"{}").unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_ne!(mode & 0o044, 0, "mode {mode:o}");
     }
 
     #[test]

@@ -87,9 +87,7 @@ impl StreamWriter {
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&dir).map_err(|e| ArtifactError::io(&dir, e))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .suffix(".partial")
+        let tmp = crate::io::temp_builder()
             .tempfile_in(&dir)
             .map_err(|e| ArtifactError::io(&dir, e))?;
         let mut w = BufWriter::with_capacity(1 << 20, tmp);

@@ -12,6 +12,8 @@
 //! epoch's weights; early stopping, a stop request ([`Interrupt`], Ctrl-C) and a NaN guard end
 //! runs cleanly. [`evaluate`] scores a trained network on a source.
 
+#![warn(missing_docs)]
+
 mod checkpoint;
 mod config;
 mod data;

@@ -339,12 +339,13 @@ pub fn fit(
                 ),
             ));
         }
-        if state.epochs_done > config.epochs {
+        let reached = state.partial.map_or(state.epochs_done, |p| p.epoch);
+        if reached > config.epochs {
             return Err(EngineError::checkpoint(
                 &p.checkpoint,
                 format!(
-                    "it has {} epochs done, more than the {} asked for",
-                    state.epochs_done, config.epochs
+                    "it has reached epoch {reached}, beyond the {} asked for",
+                    config.epochs
                 ),
             ));
         }
@@ -566,9 +567,18 @@ pub fn fit(
             });
         }
         if interrupt.is_triggered() && epoch < config.epochs {
+            let saved = paths
+                .as_ref()
+                .map(|p| {
+                    format!(
+                        "; checkpoint saved to {} (resume to continue)",
+                        p.checkpoint.display()
+                    )
+                })
+                .unwrap_or_default();
             note(
                 config.verbosity,
-                &format!("Interrupted after epoch {epoch}; checkpoint saved (resume to continue)"),
+                &format!("Interrupted after epoch {epoch}{saved}"),
             );
             return Ok(FitOutcome {
                 status: FitStatus::Interrupted {

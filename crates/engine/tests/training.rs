@@ -328,6 +328,77 @@ fn early_stopping_ends_the_run_and_resume_respects_it() {
     assert_eq!(again.history, out.history);
 }
 
+#[test]
+fn fine_tuning_setup_trains_the_top_model_with_a_frozen_layer() {
+    // Cached "feature maps" [N, 4, 2, 2] stored as f16, as the fine-tuning view cache does:
+    // class 1 has bright channels 0-1, class 0 bright channels 2-3.
+    let n = 128;
+    let mut values = Vec::with_capacity(n * 16);
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let label = (i % 2) as u32;
+        for c in 0..4 {
+            let bright = (c < 2) == (label == 1);
+            let v = if bright { 1.0f32 } else { 0.0 } + 0.05 * ((i * 7 + c) % 5) as f32;
+            values.extend([v; 4]);
+        }
+        labels.push(label);
+    }
+    let x = Tensor::from_vec(values, (n, 4, 2, 2), &Device::Cpu)
+        .unwrap()
+        .to_dtype(candle_core::DType::F16)
+        .unwrap();
+    let y = Tensor::from_vec(labels, n, &Device::Cpu).unwrap();
+    let mut train = TensorSource::new(x.clone(), y.clone(), 16)
+        .unwrap()
+        .shuffled(1);
+    let mut val = TensorSource::new(x, y, 32).unwrap();
+
+    let vm = VarMap::new();
+    let mut rng = imagedata::rng::stream(1, "init");
+    let config = models::TopModelConfig {
+        feature_shape: (4, 2, 2),
+        units: 1,
+    };
+    let top = models::TopModel::new(&vm, config, &mut rng, &Device::Cpu).unwrap();
+
+    // All trainable, RMSprop: learns.
+    let params = Params::all_trainable(&vm).unwrap();
+    let out = fit(
+        &top,
+        &params,
+        &mut train,
+        Some(&mut val),
+        &quiet(3, rmsprop(1e-3)),
+    )
+    .unwrap();
+    assert!(
+        out.history.last().unwrap().val_acc.unwrap() > 0.95,
+        "{:?}",
+        out.history
+    );
+
+    // The fine-tuning optimizer (SGD 1e-4, momentum 0.9) with the first layer frozen.
+    let params = Params::from_varmap(&vm, |n| n.starts_with("top.dense2")).unwrap();
+    let before = bits(&params);
+    let out = fit(
+        &top,
+        &params,
+        &mut train,
+        Some(&mut val),
+        &quiet(2, OptimizerConfig::sgd(1e-4, 0.9)),
+    )
+    .unwrap();
+    assert_eq!(out.status, FitStatus::Completed);
+    let after = bits(&params);
+    for name in ["top.dense1.weight", "top.dense1.bias"] {
+        assert_eq!(after[name], before[name], "{name}");
+    }
+    for name in ["top.dense2.weight", "top.dense2.bias"] {
+        assert_ne!(after[name], before[name], "{name}");
+    }
+}
+
 /// A network whose logits are its inputs (no parameters): predictions are known exactly.
 struct Identity(usize);
 

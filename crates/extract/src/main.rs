@@ -1,1 +1,119 @@
-fn main() {}
+//! `extract`: run the pretrained VGG16 conv base over the training and validation images once
+//! and cache its outputs (bottleneck features) for `train-top`.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use extract::{ExtractOptions, MergeOptions, Outcome, Shard};
+use pipeline::StageArgs;
+use std::path::PathBuf;
+
+/// Writes `<data.artifacts>/bottleneck/{train,validation}.safetensors` (and
+/// `train_augmented.safetensors` with `bottleneck.augmented_views > 0`): VGG16 block-5 features
+/// of every image, with labels, file lists and provenance. Files already up to date with the
+/// images, settings and weights are left alone.
+#[derive(Debug, Parser)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(flatten)]
+    stage: StageArgs,
+    /// VGG16 weights file (overrides `bottleneck.weights`; unset: LITTLEDATA_VGG16_WEIGHTS,
+    /// the hf-hub cache, then a download of timm/vgg16.tv_in1k).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Compute one contiguous slice only, `i/n` with i from 1 to n, into
+    /// `<file>.shard-i-of-n.safetensors`; join a complete set with `extract merge`.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<Shard>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Join complete sets of shard files into the single files a whole run writes.
+    Merge {
+        #[command(flatten)]
+        stage: StageArgs,
+        /// Keep the shard files after merging (they are removed otherwise).
+        #[arg(long)]
+        keep_shards: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    pipeline::run_main(run)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::Merge { stage, keep_shards }) = &cli.command {
+        let pipeline = stage.load()?;
+        let report = extract::merge(
+            &pipeline,
+            &MergeOptions {
+                force: stage.force,
+                keep_shards: *keep_shards,
+            },
+        )?;
+        for f in &report.files {
+            let what = match f.outcome {
+                extract::MergeOutcome::Merged => {
+                    format!("merged {} shards, {} rows", f.shards, f.rows)
+                }
+                extract::MergeOutcome::UpToDate => {
+                    format!("up to date with its {} shards", f.shards)
+                }
+                extract::MergeOutcome::NoShards => "no shards; left as it is".to_string(),
+            };
+            println!("{}: {what} ({})", f.file, f.path.display());
+        }
+        return Ok(());
+    }
+
+    let pipeline = cli.stage.load()?;
+    let device = cli.stage.device.open()?;
+    let mut options = ExtractOptions::new(device.clone());
+    options.weights = cli.weights.clone();
+    options.shard = cli.shard;
+    options.force = cli.stage.force;
+    options.interrupt = Some(engine::Interrupt::ctrl_c()?);
+    let report = extract::extract(&pipeline, &options)?;
+
+    for f in &report.files {
+        match &f.outcome {
+            Outcome::UpToDate => println!("{}: up to date ({})", f.file, f.path.display()),
+            Outcome::Written(stats) => println!(
+                "{}: {} rows in {:.1} s, {:.1} images/s ({}; {})",
+                f.file,
+                stats.rows,
+                stats.seconds,
+                stats.rows_per_second(),
+                f.path.display(),
+                f.reason.as_deref().unwrap_or("recomputed")
+            ),
+        }
+    }
+    if report.up_to_date() {
+        println!("up to date");
+        return Ok(());
+    }
+    let (rows, seconds) = report.computed();
+    println!(
+        "extracted {rows} images in {seconds:.1} s: {:.2} images/s on {} (weights {}, from {}); \
+         data scan and digest {:.2} s{}",
+        if seconds > 0.0 { rows as f64 / seconds } else { 0.0 },
+        pipeline::describe_device(&device),
+        report.weights.path.display(),
+        report.weights.source,
+        report.data_seconds,
+        report
+            .peak_memory
+            .map(|b| format!("; peak memory {:.0} MiB", mib(b)))
+            .unwrap_or_default()
+    );
+    Ok(())
+}

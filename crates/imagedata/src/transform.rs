@@ -273,9 +273,9 @@ impl PixelSink for PlaneSink<'_> {
     #[inline(always)]
     fn put(&mut self, index: usize, rgb: [f32; 3]) {
         let c = &self.coeffs;
-        self.r[index] = rgb[0].mul_add(c[0].0, c[0].1);
-        self.g[index] = rgb[1].mul_add(c[1].0, c[1].1);
-        self.b[index] = rgb[2].mul_add(c[2].0, c[2].1);
+        self.r[index] = rgb[0] * c[0].0 + c[0].1;
+        self.g[index] = rgb[1] * c[1].0 + c[1].1;
+        self.b[index] = rgb[2] * c[2].0 + c[2].1;
     }
 }
 
@@ -305,7 +305,7 @@ fn load(src: &[u8], i: usize) -> [f32; 3] {
 /// `c` in `[0, width)`, found exactly with the same arithmetic the kernel uses.
 fn interior_span(p: f32, q: f32, limit: f32, width: usize) -> (usize, usize) {
     let inside = |c: usize| {
-        let v = q.mul_add(c as f32, p);
+        let v = q * c as f32 + p;
         v >= 0.0 && v < limit
     };
     let (lo, hi) = if q == 0.0 {
@@ -416,8 +416,8 @@ fn warp<S: PixelSink>(
     };
     for r in 0..height {
         let rf = r as f32;
-        let row_r = a00.mul_add(rf, b0);
-        let row_c = a10.mul_add(rf, b1);
+        let row_r = a00 * rf + b0;
+        let row_c = a10 * rf + b1;
         let out_row = r * width;
         // Columns whose sample lies strictly inside (both bilinear taps in the image) along
         // each axis; their intersection needs no border handling.
@@ -426,14 +426,14 @@ fn warp<S: PixelSink>(
         let (lo, hi) = (lr.max(lc), hr.min(hc).max(lr.max(lc)));
         for c in (0..lo).chain(hi..width) {
             let cf = c as f32;
-            let ri = a01.mul_add(cf, row_r);
-            let ci = a11.mul_add(cf, row_c);
+            let ri = a01 * cf + row_r;
+            let ci = a11 * cf + row_c;
             sink.put(out_row + c, border(ri, ci));
         }
         for c in lo..hi {
             let cf = c as f32;
-            let ri = a01.mul_add(cf, row_r);
-            let ci = a11.mul_add(cf, row_c);
+            let ri = a01 * cf + row_r;
+            let ci = a11 * cf + row_c;
             // In the span, 0 <= ri < h - 1 and 0 <= ci < w - 1, so truncation is floor and
             // all four taps are inside the image.
             let (r0, c0) = (ri as usize, ci as usize);
@@ -456,9 +456,9 @@ fn bilinear(src: &[u8], idx: [usize; 4], tr: f32, tc: f32) -> [f32; 3] {
 #[inline(always)]
 fn blend(p00: [f32; 3], p01: [f32; 3], p10: [f32; 3], p11: [f32; 3], tr: f32, tc: f32) -> [f32; 3] {
     std::array::from_fn(|k| {
-        let top = (p01[k] - p00[k]).mul_add(tc, p00[k]);
-        let bottom = (p11[k] - p10[k]).mul_add(tc, p10[k]);
-        (bottom - top).mul_add(tr, top)
+        let top = (p01[k] - p00[k]) * tc + p00[k];
+        let bottom = (p11[k] - p10[k]) * tc + p10[k];
+        (bottom - top) * tr + top
     })
 }
 
@@ -530,9 +530,9 @@ pub fn rgb_to_planes(src: &[u8], coeffs: [(f32, f32); 3], dst: &mut [f32]) {
     let (r, rest) = dst.split_at_mut(hw);
     let (g, b) = rest.split_at_mut(hw);
     for (i, p) in src.chunks_exact(3).enumerate() {
-        r[i] = f32::from(p[0]).mul_add(coeffs[0].0, coeffs[0].1);
-        g[i] = f32::from(p[1]).mul_add(coeffs[1].0, coeffs[1].1);
-        b[i] = f32::from(p[2]).mul_add(coeffs[2].0, coeffs[2].1);
+        r[i] = f32::from(p[0]) * coeffs[0].0 + coeffs[0].1;
+        g[i] = f32::from(p[1]) * coeffs[1].0 + coeffs[1].1;
+        b[i] = f32::from(p[2]) * coeffs[2].0 + coeffs[2].1;
     }
 }
 
@@ -805,5 +805,104 @@ mod tests {
         let (sn, cs) = s.to_radians().sin_cos();
         assert!((r - (5.5 - 2.0 * sn)).abs() < 1e-12);
         assert!((c - (10.5 + 2.0 * cs)).abs() < 1e-12);
+    }
+
+    /// The kernel without the interior fast path: every pixel through `axis_taps`.
+    fn naive(src: &[u8], h: usize, w: usize, map: &AffineMap, fill: Fill) -> Vec<f32> {
+        let mut out = Vec::with_capacity(h * w * 3);
+        let m = map.matrix;
+        let (a00, a01, a10, a11) = (
+            m[0][0] as f32,
+            m[0][1] as f32,
+            m[1][0] as f32,
+            m[1][1] as f32,
+        );
+        let (b0, b1) = (map.offset[0] as f32, map.offset[1] as f32);
+        for r in 0..h {
+            for c in 0..w {
+                let ri = a01 * c as f32 + (a00 * r as f32 + b0);
+                let ci = a11 * c as f32 + (a10 * r as f32 + b1);
+                let v = match (axis_taps(ri, h, fill.mode), axis_taps(ci, w, fill.mode)) {
+                    (Some((r0, r1, tr)), Some((c0, c1, tc))) => bilinear(
+                        src,
+                        [r0 * w + c0, r0 * w + c1, r1 * w + c0, r1 * w + c1],
+                        tr,
+                        tc,
+                    ),
+                    _ => [fill.cval; 3],
+                };
+                out.extend_from_slice(&v);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn interior_fast_path_matches_the_border_path() {
+        use rand::Rng;
+        let mut rng = crate::rng::stream(5, "test");
+        for case in 0..300 {
+            let h = rng.random_range(1..24usize);
+            let w = rng.random_range(1..24usize);
+            let src: Vec<u8> = (0..h * w * 3).map(|_| rng.random()).collect();
+            let t = Transform {
+                theta: if case % 3 == 0 {
+                    0.0
+                } else {
+                    rng.random_range(-180.0..180.0)
+                },
+                tx: rng.random_range(-5.0..5.0),
+                ty: if case % 5 == 0 {
+                    0.0
+                } else {
+                    rng.random_range(-5.0..5.0)
+                },
+                shear: rng.random_range(-40.0..40.0),
+                zx: rng.random_range(0.3..2.5),
+                zy: rng.random_range(0.3..2.5),
+                flip_horizontal: rng.random_bool(0.5),
+                flip_vertical: rng.random_bool(0.5),
+            };
+            let map = t.sampling_map(h as u32, w as u32);
+            let mode = [
+                FillMode::Nearest,
+                FillMode::Constant,
+                FillMode::Reflect,
+                FillMode::Wrap,
+            ][case % 4];
+            let fill = Fill::new(mode, 17.0);
+            let mut planes = vec![0f32; 3 * h * w];
+            warp_rgb_planes(&src, h, w, &map, fill, [(1.0, 0.0); 3], &mut planes);
+            let want = naive(&src, h, w, &map, fill);
+            for k in 0..h * w {
+                for ch in 0..3 {
+                    assert_eq!(
+                        planes[ch * h * w + k],
+                        want[k * 3 + ch],
+                        "case {case}: {t:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn interior_span_is_exact() {
+        for &(p, q, limit, width) in &[
+            (-3.5f32, 0.7f32, 9.0f32, 20usize),
+            (12.0, -0.9, 9.0, 20),
+            (2.0, 0.0, 9.0, 5),
+            (-2.0, 0.0, 9.0, 5),
+            (0.0, 1.0, 4.0, 10),
+            (4.0, -1.0, 4.0, 10),
+            (1e-7, 1e-9, 1.0, 7),
+        ] {
+            let (lo, hi) = interior_span(p, q, limit, width);
+            for c in 0..width {
+                let v = q * c as f32 + p;
+                let inside = v >= 0.0 && v < limit;
+                assert_eq!(inside, (lo..hi).contains(&c), "p={p} q={q} c={c}");
+            }
+        }
     }
 }

@@ -121,25 +121,26 @@ mod x86 {
     use super::MR;
     use std::arch::x86_64::*;
 
+    /// Row `i` of the tile gets `av · b` for every vector `v` of the panel.
+    macro_rules! avx512_row {
+        ($acc:ident, $av:ident, $bv:ident, $i:literal, [$($v:literal)*]) => {
+            $( $acc[$i][$v] = _mm512_fmadd_ps($av, $bv[$v], $acc[$i][$v]); )*
+        };
+    }
+
     /// One reduction step of the AVX-512 kernel: row `i` of the tile gets `a[i] · b`.
     macro_rules! avx512_rows {
-        ($acc:ident, $ap:ident, $bv:ident, $nv:literal; $($i:literal)*) => {
+        ($acc:ident, $ap:ident, $bv:ident, $vs:tt; $($i:literal)*) => {
             $(
                 let av = _mm512_set1_ps(*$ap.add($i));
-                $acc[$i][0] = _mm512_fmadd_ps(av, $bv[0], $acc[$i][0]);
-                if $nv > 1 {
-                    $acc[$i][1] = _mm512_fmadd_ps(av, $bv[1], $acc[$i][1]);
-                }
-                if $nv > 2 {
-                    $acc[$i][2] = _mm512_fmadd_ps(av, $bv[2], $acc[$i][2]);
-                }
+                avx512_row!($acc, av, $bv, $i, $vs);
             )*
         };
     }
 
     /// AVX-512 kernels: an `8 × 16·NV` tile in `8·NV` zmm accumulators.
     macro_rules! avx512_kernel {
-        ($name:ident, $nv:literal) => {
+        ($name:ident, $nv:literal, [$($v:literal)*]) => {
             #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw")]
             pub(super) unsafe fn $name(
                 kc: usize,
@@ -158,14 +159,8 @@ mod x86 {
                     let mut bp = b;
                     for _ in 0..kc {
                         let mut bv = [zero; $nv];
-                        bv[0] = _mm512_loadu_ps(bp);
-                        if $nv > 1 {
-                            bv[1] = _mm512_loadu_ps(bp.add(16));
-                        }
-                        if $nv > 2 {
-                            bv[2] = _mm512_loadu_ps(bp.add(32));
-                        }
-                        avx512_rows!(acc, ap, bv, $nv; 0 1 2 3 4 5 6 7);
+                        $( bv[$v] = _mm512_loadu_ps(bp.add($v * 16)); )*
+                        avx512_rows!(acc, ap, bv, [$($v)*]; 0 1 2 3 4 5 6 7);
                         ap = ap.add(MR);
                         bp = bp.add(W);
                     }
@@ -185,9 +180,9 @@ mod x86 {
         };
     }
 
-    avx512_kernel!(avx512_w16, 1);
-    avx512_kernel!(avx512_w32, 2);
-    avx512_kernel!(avx512_w48, 3);
+    avx512_kernel!(avx512_w16, 1, [0]);
+    avx512_kernel!(avx512_w32, 2, [0 1]);
+    avx512_kernel!(avx512_w48, 3, [0 1 2]);
 
     /// AVX2 kernel: `4 × 8·NY` pieces of the tile.
     #[target_feature(enable = "avx2,fma")]

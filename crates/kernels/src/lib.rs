@@ -5,12 +5,17 @@
 //! candle's own ops. All of them are differentiable through candle's autograd.
 //!
 //! The kernels, one module per algorithm:
-//! - [`gemm`](crate::gemm): packed GEMM micro-kernels (AVX-512, AVX2 + FMA, portable);
-//! - [`direct`](crate::direct): implicit GEMM over padded-width columns, any stride-1 kernel;
-//! - [`winograd`](crate::winograd): Winograd F(4×4, 3×3) for 3 × 3 layers (AVX-512);
-//! - [`wgrad`](crate::wgrad): the 3 × 3 weight gradient as register-blocked dot products;
-//! - [`pool`](crate::pool): max-pooling forward and backward;
-//! - [`dispatch`]: picks an algorithm by shape and CPU features ([`Isa`]).
+//! - `gemm`: packed GEMM micro-kernels (AVX-512, AVX2 + FMA, portable);
+//! - `direct`: implicit GEMM over padded-width columns, any stride-1 kernel (forward, and the
+//!   input gradient as the convolution with the rotated kernel);
+//! - `winograd`: Winograd F(4×4, 3×3) for 3 × 3 layers (AVX-512), forward and input gradient;
+//! - `wgrad`: the 3 × 3 weight gradient as register-blocked dot products;
+//! - `pool`: max-pooling forward and backward;
+//! - [`dispatch`]: picks an algorithm by shape and CPU features ([`Isa`]);
+//! - [`peak`]: the machine's measured FMA peak, for reporting efficiency.
+//!
+//! `ops` wraps them as candle custom ops (`CustomOp1/2/3` with `cpu_fwd` and `bwd`); the entry
+//! points below apply those ops and fall back to candle's own ops elsewhere.
 
 mod direct;
 pub mod dispatch;
@@ -33,12 +38,15 @@ pub use shape::ConvShape;
 use candle_core::{DType, Result, Tensor};
 
 /// Whether the crate's kernels handle this convolution (CPU, `f32`, 3 × 3 kernel, padding ≤ 2,
-/// matching channels and bias, non-empty output).
+/// matching channels and bias, non-empty operands and output).
 fn fast_conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, padding: usize) -> bool {
-    let (Ok((_, c, h, wd)), Ok((o, c2, kh, kw))) = (x.dims4(), w.dims4()) else {
+    let (Ok((n, c, h, wd)), Ok((o, c2, kh, kw))) = (x.dims4(), w.dims4()) else {
         return false;
     };
-    x.device().is_cpu()
+    n > 0
+        && c > 0
+        && o > 0
+        && x.device().is_cpu()
         && x.dtype() == DType::F32
         && w.dtype() == DType::F32
         && w.device().is_cpu()

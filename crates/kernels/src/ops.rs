@@ -268,17 +268,32 @@ impl CustomOp2 for Conv2dInputGrad {
     ) -> Result<(CpuStorage, Shape)> {
         let [n, o, ho, wo] = dims4(self.name(), "grad", l1)?;
         let [o2, c, kh, kw] = dims4(self.name(), "weight", l2)?;
+        // The forward input size: ho = h + 2·pad - kh + 1.
+        let h = (ho + kh - 1).checked_sub(2 * self.pad);
+        let w = (wo + kw - 1).checked_sub(2 * self.pad);
+        let (Some(h), Some(w)) = (h, w) else {
+            return Err(KernelError::Shape {
+                op: self.name(),
+                operand: "grad",
+                got: l1.dims().to_vec(),
+                expected: format!(
+                    "an output of a {kh} × {kw} convolution with padding {}",
+                    self.pad
+                ),
+            }
+            .into());
+        };
         let s = ConvShape {
             n,
             c,
-            h: ho + kh - 1 - 2 * self.pad,
-            w: wo + kw - 1 - 2 * self.pad,
+            h,
+            w,
             o,
             kh,
             kw,
             pad: self.pad,
         };
-        if o2 != o || kh != kw || self.pad >= kh {
+        if o2 != o || kh != kw || self.pad >= kh || !s.is_valid() {
             return Err(KernelError::Shape {
                 op: self.name(),
                 operand: "weight",

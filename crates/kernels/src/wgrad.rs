@@ -91,7 +91,7 @@ fn dots(
     qn: usize,
     sums: &mut [[f32; TAPS]; RB],
 ) {
-    debug_assert!(qn % 16 == 0 && x.len() >= qn + offs[TAPS - 1]);
+    debug_assert!(qn.is_multiple_of(16) && x.len() >= qn + offs[TAPS - 1]);
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 {
         // SAFETY: AVX-512 is supported (the dispatch only passes supported levels), and the

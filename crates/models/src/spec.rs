@@ -10,6 +10,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+pub use imagedata::Preprocessing;
+
 use crate::error::{ModelError, Result};
 use crate::layers::Mode;
 use crate::network::{Network, units_for_classes};
@@ -56,85 +58,6 @@ impl Architecture {
 impl fmt::Display for Architecture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-/// How pixel values (0–255, RGB) become network input, per channel.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Preprocessing {
-    /// `x * scale` (Keras' `rescale`; the post uses 1/255).
-    Rescale {
-        /// The factor.
-        scale: f32,
-    },
-    /// `(x * rescale - mean[c]) / std[c]` (torchvision's ImageNet normalisation).
-    Normalize {
-        /// The factor applied first.
-        rescale: f32,
-        /// Per-channel mean (R, G, B), after rescaling.
-        mean: [f32; 3],
-        /// Per-channel standard deviation (R, G, B), after rescaling.
-        std: [f32; 3],
-    },
-}
-
-impl Preprocessing {
-    /// The post's preprocessing: `rescale = 1/255`.
-    pub fn rescale_255() -> Self {
-        Preprocessing::Rescale { scale: 1.0 / 255.0 }
-    }
-
-    /// torchvision's ImageNet preprocessing, which the pretrained VGG16 weights expect:
-    /// `/255`, then mean `[0.485, 0.456, 0.406]` and std `[0.229, 0.224, 0.225]`.
-    pub fn imagenet() -> Self {
-        Preprocessing::Normalize {
-            rescale: 1.0 / 255.0,
-            mean: [0.485, 0.456, 0.406],
-            std: [0.229, 0.224, 0.225],
-        }
-    }
-
-    /// The per-channel affine map `x * scale[c] + offset[c]` equivalent to this preprocessing.
-    pub fn per_channel_affine(&self) -> ([f32; 3], [f32; 3]) {
-        match *self {
-            Preprocessing::Rescale { scale } => ([scale; 3], [0.0; 3]),
-            Preprocessing::Normalize { rescale, mean, std } => (
-                std::array::from_fn(|c| rescale / std[c]),
-                std::array::from_fn(|c| -mean[c] / std[c]),
-            ),
-        }
-    }
-
-    /// Checks that every value is finite and every std positive.
-    pub fn validate(&self) -> Result<()> {
-        let ok = match *self {
-            Preprocessing::Rescale { scale } => scale.is_finite() && scale != 0.0,
-            Preprocessing::Normalize { rescale, mean, std } => {
-                rescale.is_finite()
-                    && rescale != 0.0
-                    && mean.iter().all(|m| m.is_finite())
-                    && std.iter().all(|s| s.is_finite() && *s > 0.0)
-            }
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(ModelError::InvalidSpec(format!(
-                "unusable preprocessing {self:?} (values must be finite, factors non-zero, std positive)"
-            )))
-        }
-    }
-}
-
-impl fmt::Display for Preprocessing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Preprocessing::Rescale { scale } => write!(f, "rescale {scale}"),
-            Preprocessing::Normalize { rescale, mean, std } => {
-                write!(f, "rescale {rescale}, mean {mean:?}, std {std:?}")
-            }
-        }
     }
 }
 
@@ -230,7 +153,9 @@ impl ModelSpec {
                 self.architecture
             ));
         }
-        self.preprocessing.validate()?;
+        self.preprocessing
+            .validate()
+            .map_err(|e| ModelError::InvalidSpec(format!("preprocessing.{e}")))?;
         match (&self.vgg16_sha256, self.architecture.needs_vgg16()) {
             (None, true) => bad(format!(
                 "a `{}` spec needs the VGG16 weights digest",

@@ -71,7 +71,7 @@ fn specs_round_trip_through_json_and_metadata() {
         Architecture::SmallCnn,
         classes(&["a", "b", "c"]),
         (150, 150),
-        Preprocessing::rescale_255(),
+        Preprocessing::rescale(1.0 / 255.0),
         None,
     )
     .unwrap();
@@ -91,7 +91,7 @@ fn invalid_specs_are_refused() {
             Architecture::SmallCnn,
             classes(&["cats", "dogs"]),
             (150, 150),
-            Preprocessing::rescale_255(),
+            Preprocessing::rescale(1.0 / 255.0),
             None,
         )
         .unwrap()
@@ -158,15 +158,30 @@ fn invalid_specs_are_refused() {
 }
 
 #[test]
-fn preprocessing_as_a_per_channel_affine_map() {
-    let (scale, offset) = Preprocessing::imagenet().per_channel_affine();
+fn preprocessing_is_the_data_pipelines_and_keeps_its_json() {
+    // The spec's preprocessing is the data pipeline's type, so what trained a model is what
+    // classifies with it.
+    let p: imagedata::Preprocessing = Preprocessing::imagenet();
+    let coeffs = p.affine_coefficients();
     // Pixel 255 in the red channel: (1 - 0.485) / 0.229.
-    assert!((255.0 * scale[0] + offset[0] - (1.0 - 0.485) / 0.229).abs() < 1e-5);
-    assert!((offset[2] + 0.406 / 0.225).abs() < 1e-6);
-    let (scale, offset) = Preprocessing::rescale_255().per_channel_affine();
-    assert_eq!(offset, [0.0; 3]);
-    assert!((scale[1] * 255.0 - 1.0).abs() < 1e-6);
-    assert!(Preprocessing::imagenet().to_string().contains("mean"));
+    assert!((255.0 * coeffs[0].0 + coeffs[0].1 - (1.0 - 0.485) / 0.229).abs() < 1e-5);
+    assert!((coeffs[2].1 + 0.406 / 0.225).abs() < 1e-6);
+    let coeffs = Preprocessing::rescale(1.0 / 255.0).affine_coefficients();
+    assert!(coeffs.iter().all(|&(a, b)| b == 0.0 && (a * 255.0 - 1.0).abs() < 1e-6));
+    // The JSON shape stored in model specs.
+    assert_eq!(
+        serde_json::to_string(&Preprocessing::rescale(0.5)).unwrap(),
+        r#"{"kind":"rescale","scale":0.5}"#
+    );
+    let json = r#"{"kind":"normalize","rescale":1.0,"mean":[0.0,0.5,1.0],"std":[1.0,2.0,3.0]}"#;
+    assert_eq!(
+        serde_json::from_str::<Preprocessing>(json).unwrap(),
+        Preprocessing::Normalize {
+            rescale: 1.0,
+            mean: [0.0, 0.5, 1.0],
+            std: [1.0, 2.0, 3.0]
+        }
+    );
 }
 
 #[test]
@@ -175,7 +190,7 @@ fn a_small_cnn_is_rebuilt_from_its_spec_and_weights() {
         Architecture::SmallCnn,
         classes(&["cats", "dogs"]),
         (40, 40),
-        Preprocessing::rescale_255(),
+        Preprocessing::rescale(1.0 / 255.0),
         None,
     )
     .unwrap();

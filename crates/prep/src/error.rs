@@ -169,7 +169,7 @@ pub enum SplitError {
         source: io::Error,
     },
 
-    /// The manifest could not be written.
+    /// The manifest could not be serialised.
     #[error("cannot write manifest {}: {source}", path.display())]
     ManifestWrite {
         /// The manifest path.
@@ -178,6 +178,10 @@ pub enum SplitError {
         #[source]
         source: serde_json::Error,
     },
+
+    /// An atomic file write failed.
+    #[error("cannot write {0}")]
+    Write(#[from] artifact::ArtifactError),
 
     /// Resolving the default source failed.
     #[error(transparent)]
@@ -291,6 +295,10 @@ pub enum FetchError {
         /// The expected layout.
         expected: String,
     },
+
+    /// Writing or hashing a file failed.
+    #[error("cannot write or read {0}")]
+    File(#[from] artifact::ArtifactError),
 
     /// A file-system operation failed.
     #[error("cannot {op} {}: {source}", path.display())]

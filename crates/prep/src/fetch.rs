@@ -11,12 +11,11 @@
 //! pinned digest ([`RemoteArchive::sha256`]) is checked against the pin instead.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use sha2::{Digest, Sha256};
 
 use crate::error::FetchError;
 
@@ -286,52 +285,17 @@ fn verify(archive: &RemoteArchive, cache: &Path) -> Result<(String, Verification
 
 /// sha256 of a file, lower-case hex.
 pub fn sha256_file(path: &Path) -> Result<String, FetchError> {
-    let mut file = File::open(path).map_err(|e| FetchError::io("open", path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| FetchError::io("read", path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// A builder for temporary files that end up as ordinary files: readable by others as the
-/// umask allows (the default of temporary files is owner-only).
-pub(crate) fn temp_file_builder(prefix: &str) -> tempfile::Builder<'_, 'static> {
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(prefix).suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(fs::Permissions::from_mode(0o666));
-    }
-    builder
+    Ok(artifact::sha256_file(path)?)
 }
 
 /// Writes `bytes` to `path` atomically (temporary file in the same folder, flushed, renamed).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FetchError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = temp_file_builder(".tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| FetchError::io("create a temporary file in", dir, e))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| FetchError::io("write", tmp.path(), e))?;
-    tmp.persist(path)
-        .map_err(|e| FetchError::io("rename into place", path, e.error))?;
-    Ok(())
+    Ok(artifact::atomic_write(path, bytes)?)
 }
 
 /// Downloads `url` to `dest` (through a temporary file in the same folder, renamed when
 /// complete), with a progress bar on stderr when `show_progress`.
 pub fn download(url: &str, dest: &Path, show_progress: bool) -> Result<u64, FetchError> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(30))
         .timeout_read(Duration::from_secs(120))
@@ -356,22 +320,29 @@ pub fn download(url: &str, dest: &Path, show_progress: bool) -> Result<u64, Fetc
         ProgressBar::hidden()
     };
 
-    let mut tmp = temp_file_builder(".download-")
-        .tempfile_in(dir)
-        .map_err(|e| FetchError::io("create a temporary file in", dir, e))?;
     let mut reader = bar.wrap_read(response.into_reader());
-    let received =
-        io::copy(&mut reader, tmp.as_file_mut()).map_err(|source| FetchError::DownloadBody {
+    let mut received = 0;
+    let mut body_error = None;
+    let written = artifact::atomic_write_with(dest, |file| match io::copy(&mut reader, file) {
+        Ok(n) => {
+            received = n;
+            Ok(())
+        }
+        Err(e) => {
+            let kind = e.kind();
+            body_error = Some(e);
+            Err(io::Error::new(kind, "download interrupted"))
+        }
+    });
+    bar.finish_and_clear();
+    if let Some(source) = body_error {
+        return Err(FetchError::DownloadBody {
             url: url.to_string(),
             received: bar.position(),
             source,
-        })?;
-    bar.finish_and_clear();
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| FetchError::io("write", tmp.path(), e))?;
-    tmp.persist(dest)
-        .map_err(|e| FetchError::io("rename into place", dest, e.error))?;
+        });
+    }
+    written?;
     Ok(received)
 }
 

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use pipeline::ConfigArgs;
 use prep::fetch::{ResolvedSource, SOURCE_ENV, Verification, resolve_source};
-use prep::split::{DEFAULT_OUT, DEFAULT_TEST, DEFAULT_TRAIN, DEFAULT_VALIDATION};
 use prep::{Order, SplitOptions, run_split};
 
 #[derive(Parser)]
@@ -23,31 +23,33 @@ enum Command {
     Split(SplitArgs),
 }
 
+/// `prep split`: the defaults come from the pipeline file's `[split]` and `[data]` sections
+/// (the post's recipe in `pipelines/blog.toml`); each flag overrides its key.
 #[derive(Args)]
 struct SplitArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Source folder: flat `<label>.<index>.<ext>` files (`cat.12.jpg`) or one subfolder per
-    /// class. Default: $LITTLEDATA_SOURCE, else the public cats_and_dogs_filtered archive
-    /// (downloaded once into the cache folder).
+    /// class. Default: `split.source`, then $LITTLEDATA_SOURCE, else the public
+    /// cats_and_dogs_filtered archive (downloaded once into the cache folder).
     #[arg(long, value_name = "DIR")]
     source: Option<PathBuf>,
-    /// Output folder; gets train/, validation/, test/ and split.json.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_OUT)]
-    out: PathBuf,
-    /// Training images per class.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_TRAIN)]
-    train: usize,
-    /// Validation images per class.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_VALIDATION)]
-    validation: usize,
-    /// Test images per class (no test/ folder when 0).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_TEST)]
-    test: usize,
-    /// Take each class's images in a seeded random order instead of numeric order.
+    /// Output folder; gets train/, validation/, test/ and split.json [default: `data.dir`].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Training images per class [default: `split.train`, 1000].
+    #[arg(long, value_name = "N")]
+    train: Option<usize>,
+    /// Validation images per class [default: `split.validation`, 500].
+    #[arg(long, value_name = "N")]
+    validation: Option<usize>,
+    /// Test images per class, no test/ folder when 0 [default: `split.test`, 0].
+    #[arg(long, value_name = "N")]
+    test: Option<usize>,
+    /// Take each class's images in a seeded random order (`--seed`, else `data.seed`) instead
+    /// of numeric order [default: `split.shuffle`].
     #[arg(long)]
     shuffle: bool,
-    /// Seed of the shuffle.
-    #[arg(long, value_name = "N", default_value_t = 0, requires = "shuffle")]
-    seed: u64,
     /// Fail on any file that cannot be used instead of leaving it out.
     #[arg(long)]
     strict: bool,
@@ -57,8 +59,11 @@ struct SplitArgs {
 }
 
 fn split(args: SplitArgs) -> anyhow::Result<()> {
+    let pipeline = args.config.load()?;
+    let settings = &pipeline.split;
+    let source = args.source.clone().or_else(|| settings.source.clone());
     let resolved =
-        resolve_source(args.source.as_deref(), true).context("cannot find the source images")?;
+        resolve_source(source.as_deref(), true).context("cannot find the source images")?;
     match &resolved {
         ResolvedSource::Given(_) => {}
         ResolvedSource::FromEnv(path) => {
@@ -99,12 +104,14 @@ fn split(args: SplitArgs) -> anyhow::Result<()> {
     }
     let opts = SplitOptions {
         source: resolved.path().to_path_buf(),
-        out: args.out,
-        train: args.train,
-        validation: args.validation,
-        test: args.test,
-        order: if args.shuffle {
-            Order::Shuffled { seed: args.seed }
+        out: args.out.unwrap_or_else(|| pipeline.data.dir.clone()),
+        train: args.train.unwrap_or(settings.train),
+        validation: args.validation.unwrap_or(settings.validation),
+        test: args.test.unwrap_or(settings.test),
+        order: if args.shuffle || settings.shuffle {
+            Order::Shuffled {
+                seed: pipeline.data.seed,
+            }
         } else {
             Order::Numeric
         },
@@ -118,15 +125,7 @@ fn split(args: SplitArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    pipeline::run_main(|| match Cli::parse().command {
         Command::Split(args) => split(args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -190,20 +189,13 @@ impl Manifest {
     /// to disk, then renamed over the target.
     pub fn write_atomic(&self, dir: &Path) -> Result<PathBuf, SplitError> {
         let path = dir.join(MANIFEST_FILE);
-        let mut tmp = crate::fetch::temp_file_builder(".split.json.")
-            .tempfile_in(dir)
-            .map_err(|e| SplitError::io("create a temporary file in", dir, e))?;
-        serde_json::to_writer_pretty(&mut tmp, self).map_err(|source| {
-            SplitError::ManifestWrite {
+        let mut bytes =
+            serde_json::to_vec_pretty(self).map_err(|source| SplitError::ManifestWrite {
                 path: path.clone(),
                 source,
-            }
-        })?;
-        tmp.write_all(b"\n")
-            .and_then(|()| tmp.as_file().sync_all())
-            .map_err(|e| SplitError::io("write", tmp.path(), e))?;
-        tmp.persist(&path)
-            .map_err(|e| SplitError::io("rename into place", &path, e.error))?;
+            })?;
+        bytes.push(b'\n');
+        artifact::atomic_write(&path, &bytes)?;
         Ok(path)
     }
 

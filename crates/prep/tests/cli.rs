@@ -8,7 +8,10 @@ use common::*;
 
 fn prep() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_prep"));
-    cmd.env_remove("LITTLEDATA_SOURCE");
+    cmd.env_remove("LITTLEDATA_SOURCE").env(
+        "LITTLEDATA_PIPELINE",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines/blog.toml"),
+    );
     cmd
 }
 
@@ -105,8 +108,59 @@ fn the_source_can_come_from_the_environment() {
 }
 
 #[test]
-fn seed_requires_shuffle() {
-    let run = prep().args(["split", "--seed", "3"]).output().unwrap();
-    assert!(!run.status.success());
-    assert!(String::from_utf8_lossy(&run.stderr).contains("--shuffle"));
+fn defaults_come_from_the_pipeline_file_and_flags_override_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let out = tmp.path().join("elsewhere");
+    flat_source(&src, &["cat", "dog"], 0..6);
+    let pipeline = tmp.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[data]\ndir = {:?}\n[split]\ntrain = 2\nvalidation = 1\ntest = 1\n",
+            out.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let run = prep()
+        .args(["split", "--source", src.to_str().unwrap(), "--pipeline"])
+        .arg(&pipeline)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(names(&out.join("train/cats")), ["cat.0.jpg", "cat.1.jpg"]);
+    assert_eq!(names(&out.join("test/dogs")), ["dog.3.jpg"]);
+
+    let run = prep()
+        .args([
+            "split",
+            "--source",
+            src.to_str().unwrap(),
+            "--force",
+            "--train",
+            "3",
+        ])
+        .args(["--set", "split.test=0", "--pipeline"])
+        .arg(&pipeline)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(names(&out.join("train/cats")).len(), 3);
+    assert!(!out.join("test").exists());
+
+    let bad = prep()
+        .args(["split", "--set", "split.trian=3", "--pipeline"])
+        .arg(&pipeline)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("trian"));
 }
