@@ -3,7 +3,7 @@
 use crate::{ArtifactError, Metadata, Result};
 use candle_core::safetensors::Load;
 use candle_core::{Device, Tensor};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -53,32 +53,27 @@ pub(crate) fn temp_builder() -> tempfile::Builder<'static, 'static> {
     b
 }
 
-/// Saves named tensors with metadata as a safetensors file, atomically.
+/// Saves named tensors with metadata as a safetensors file, atomically. Tensors are stored in
+/// name order and the header is written with sorted keys, so equal inputs give equal bytes.
 pub fn save<'a, I, S>(path: &Path, tensors: I, meta: &Metadata) -> Result<()>
 where
     I: IntoIterator<Item = (S, &'a Tensor)>,
     S: AsRef<str>,
 {
-    let mut owned: Vec<(String, Tensor)> = Vec::new();
-    for (name, t) in tensors {
-        // safetensors wants contiguous CPU data; move and compact as needed.
-        let t = t
-            .to_device(&Device::Cpu)
-            .and_then(|t| t.contiguous())
-            .map_err(|source| ArtifactError::Tensor {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        owned.push((name.as_ref().to_string(), t));
+    let mut named: Vec<(String, &Tensor)> = tensors
+        .into_iter()
+        .map(|(n, t)| (n.as_ref().to_string(), t))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let decl: Vec<(&str, candle_core::DType, Vec<usize>)> = named
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.dtype(), t.dims().to_vec()))
+        .collect();
+    let mut w = crate::StreamWriter::create(path, &decl, meta)?;
+    for (name, t) in &named {
+        w.append(name, t)?;
     }
-    owned.sort_by(|a, b| a.0.cmp(&b.0));
-    let info: HashMap<String, String> = meta.clone().into_iter().collect();
-    let bytes = safetensors::serialize(owned.iter().map(|(n, t)| (n.as_str(), t)), Some(info))
-        .map_err(|e| ArtifactError::Format {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    atomic_write(path, &bytes)
+    w.finish()
 }
 
 /// Loads every tensor of a safetensors file onto `device`, with its metadata.
@@ -194,6 +189,11 @@ mod tests {
         );
         assert_eq!(t["labels"].dtype(), DType::U32);
         assert_eq!(read_metadata(&p).unwrap(), m);
+        // Equal inputs give equal bytes (sorted header keys, name-ordered tensors).
+        let q = dir.path().join("sub/b.safetensors");
+        save(&q, [("labels", &b), ("features", &a)], &meta).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(&q).unwrap());
+        std::fs::remove_file(&q).unwrap();
         // No temp files are left behind.
         let names: Vec<_> = std::fs::read_dir(p.parent().unwrap())
             .unwrap()

@@ -23,6 +23,10 @@ pub struct Param {
 ///
 /// The order is the sorted order of the names, so everything derived from it (optimizer
 /// state, checkpoints) is the same from run to run.
+///
+/// Freezing here means the optimizer never touches a parameter. Candle's backward pass still
+/// computes gradients for every variable the loss depends on, so a large frozen part (VGG16
+/// blocks 1-4) is cheapest when the network holds it as plain tensors rather than variables.
 #[derive(Debug, Clone, Default)]
 pub struct Params {
     params: Vec<Param>,

@@ -176,10 +176,25 @@ fn resume_after_an_epoch_is_bit_identical() {
     same_history(&rest.history, &full.history);
     assert_eq!(rest.best, full.best);
 
-    // The best-weights files agree too.
-    let a = std::fs::read(OutputPaths::new(full_dir.path()).best_weights).unwrap();
-    let b = std::fs::read(OutputPaths::new(dir.path()).best_weights).unwrap();
-    assert_eq!(a, b);
+    // The best-weights files agree too (tensors bit for bit, and metadata).
+    let (a, a_meta) = artifact::load(
+        &OutputPaths::new(full_dir.path()).best_weights,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let (b, b_meta) =
+        artifact::load(&OutputPaths::new(dir.path()).best_weights, &Device::Cpu).unwrap();
+    assert_eq!(a_meta, b_meta);
+    assert_eq!(a.len(), b.len());
+    for (name, t) in &a {
+        let x = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let y = b[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(
+            x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{name}"
+        );
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p kernels --example conv_bench -- [--batch 16] [--size 150] [--reps 3]
-//!     [--skip-candle] [--layers]
+//!     [--skip-candle] [--skip-vgg] [--layers]
 //! ```
 //!
 //! Prints the measured FMA peak, a per-layer table for the 13 VGG16 conv-base layers (GFLOP/s,
@@ -39,6 +39,7 @@ struct Options {
     reps: usize,
     candle: bool,
     layers: bool,
+    vgg: bool,
 }
 
 fn parse() -> anyhow::Result<Options> {
@@ -48,6 +49,7 @@ fn parse() -> anyhow::Result<Options> {
         reps: 3,
         candle: true,
         layers: false,
+        vgg: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -63,6 +65,7 @@ fn parse() -> anyhow::Result<Options> {
             "--reps" => o.reps = value("--reps")?.max(1),
             "--skip-candle" => o.candle = false,
             "--layers" => o.layers = true,
+            "--skip-vgg" => o.vgg = false,
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -191,7 +194,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    if o.layers {
+    if o.layers && o.vgg {
         println!(
             "{:<6} {:>5} {:>5} {:>5} {:>10} {:>12} {:>12} {:>12} {:>8}",
             "layer",
@@ -248,26 +251,28 @@ fn main() -> anyhow::Result<()> {
         }
         println!();
     }
-    let ours = time(o.reps, || Ok(vgg_forward(&x, &weights, true).map(drop)?))?;
-    let theirs = if o.candle {
-        time(1, || Ok(vgg_forward(&x, &weights, false).map(drop)?))?
-    } else {
-        f64::NAN
-    };
-    println!(
-        "VGG16 conv-base forward ({:.1} GFLOP per batch):",
-        total_flop / 1e9
-    );
-    println!(
-        "  ours   {:>8.2} images/s  {:>7.1} GFLOP/s",
-        o.batch as f64 / ours,
-        total_flop / ours / 1e9
-    );
-    println!(
-        "  candle {:>8.2} images/s  {:>7.1} GFLOP/s",
-        o.batch as f64 / theirs,
-        total_flop / theirs / 1e9
-    );
+    if o.vgg {
+        let ours = time(o.reps, || Ok(vgg_forward(&x, &weights, true).map(drop)?))?;
+        let theirs = if o.candle {
+            time(1, || Ok(vgg_forward(&x, &weights, false).map(drop)?))?
+        } else {
+            f64::NAN
+        };
+        println!(
+            "VGG16 conv-base forward ({:.1} GFLOP per batch):",
+            total_flop / 1e9
+        );
+        println!(
+            "  ours   {:>8.2} images/s  {:>7.1} GFLOP/s",
+            o.batch as f64 / ours,
+            total_flop / ours / 1e9
+        );
+        println!(
+            "  candle {:>8.2} images/s  {:>7.1} GFLOP/s",
+            o.batch as f64 / theirs,
+            total_flop / theirs / 1e9
+        );
+    }
 
     // Small convnet training step.
     let mut params = Vec::new();

@@ -1,1 +1,141 @@
-fn main() {}
+//! `train-top`: train the post's small fully connected model on the cached VGG16 bottleneck
+//! features, or estimate its accuracy by k-fold cross-validation.
+
+use anyhow::Result;
+use clap::Parser;
+use pipeline::StageArgs;
+use train_top::{KFoldOptions, TopOptions, TopOutcome};
+
+/// Trains Flatten → Dense 256 → ReLU → Dropout 0.5 → Dense (sigmoid for two classes, softmax
+/// for more) on `<data.artifacts>/bottleneck/` with the `[top]` settings, and writes
+/// `<data.artifacts>/top/` (model.safetensors with the best epoch's weights, metrics.json,
+/// history.csv/json, curves.png, checkpoints/). Run `just extract-bottlenecks` first.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    stage: StageArgs,
+    /// Train on the cached augmented views (`train_augmented.safetensors`, one view per image
+    /// per epoch) instead of the plain training features.
+    #[arg(long)]
+    use_augmented: bool,
+    /// Stratified k-fold cross-validation on the training and validation features pooled,
+    /// with K folds (default: `top.kfold`); writes `top/kfold.json` instead of a model.
+    #[arg(long, value_name = "K", num_args = 0..=1)]
+    kfold: Option<Option<usize>>,
+    /// Continue an interrupted run from `top/checkpoints/last.safetensors`.
+    #[arg(long)]
+    resume: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    pipeline::run_main(run)
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let pipeline = cli.stage.load()?;
+    let device = cli.stage.device.open()?;
+    let interrupt = Some(engine::Interrupt::ctrl_c()?);
+
+    if let Some(k) = cli.kfold {
+        if cli.use_augmented {
+            anyhow::bail!(
+                "--kfold pools the training and validation features, and augmented views exist \
+                 for training images only: drop --use-augmented"
+            );
+        }
+        let options = KFoldOptions {
+            k: k.unwrap_or(pipeline.top.kfold),
+            force: cli.stage.force,
+            device,
+            interrupt,
+        };
+        println!(
+            "{}-fold cross-validation, {} epochs per fold",
+            options.k, pipeline.top.epochs
+        );
+        let (report, up_to_date) = train_top::run_kfold(&pipeline, &options, &mut |f| {
+            println!(
+                "fold {}/{}: acc {:.4} (loss {:.4}) on {} held-out images, trained on {} in \
+                 {:.1} s; best epoch {} at {:.4}",
+                f.fold,
+                options.k,
+                f.acc,
+                f.loss,
+                f.validation_samples,
+                f.train_samples,
+                f.seconds,
+                f.best_epoch,
+                f.best_acc
+            );
+        })?;
+        if up_to_date {
+            for f in &report.folds {
+                println!("fold {}/{}: acc {:.4}", f.fold, report.k, f.acc);
+            }
+        }
+        println!(
+            "{}-fold accuracy: {:.4} ± {:.4} (mean ± sample std, last-epoch weights, {} images)",
+            report.k, report.mean_acc, report.std_acc, report.samples
+        );
+        let path = train_top::kfold_path(&pipeline.data.artifacts);
+        if up_to_date {
+            println!("up to date ({})", path.display());
+        } else {
+            println!("wrote {}", path.display());
+        }
+        return Ok(());
+    }
+
+    let mut options = TopOptions::new(device);
+    options.use_augmented = cli.use_augmented;
+    options.force = cli.stage.force;
+    options.resume = cli.resume;
+    options.interrupt = interrupt;
+    let report = train_top::train_top(&pipeline, &options)?;
+    match &report.outcome {
+        TopOutcome::UpToDate(metrics) => {
+            if let Some(m) = metrics {
+                println!(
+                    "{}: val_acc {:.4}, val_loss {:.4} (epoch {})",
+                    report.model.display(),
+                    m.saved_val_acc,
+                    m.saved_val_loss,
+                    m.saved_epoch
+                );
+            }
+            println!("up to date");
+        }
+        TopOutcome::Interrupted { epoch, batch } => println!(
+            "interrupted in epoch {epoch} after batch {batch}; continue with --resume"
+        ),
+        TopOutcome::Trained(m) => {
+            println!(
+                "final epoch {}: {}",
+                m.final_epoch.epoch,
+                m.final_epoch.metrics_line()
+            );
+            println!(
+                "saved the weights of epoch {} ({}): val_acc {:.4}, val_loss {:.4} on {} \
+                 validation images; confusion matrix {:?}",
+                m.saved_epoch,
+                m.best
+                    .as_ref()
+                    .map(|b| format!("best {}", b.metric))
+                    .unwrap_or_else(|| "last".into()),
+                m.saved_val_acc,
+                m.saved_val_loss,
+                m.validation_samples,
+                m.confusion_matrix
+            );
+            println!(
+                "trained in {:.1} s; wrote {} and {}",
+                m.seconds,
+                report.model.display(),
+                report.dir.join("metrics.json").display()
+            );
+        }
+    }
+    Ok(())
+}
