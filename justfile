@@ -18,6 +18,10 @@ split *ARGS:
 preview *ARGS:
     cargo run {{cargo_flags}} -p preview -- --pipeline {{pipeline}} {{ARGS}}
 
+# Fine-tune VGG16 block 5 + the trained top model (method 3); `--live` for live augmentation.
+finetune *ARGS:
+    cargo run {{cargo_flags}} -p finetune -- --pipeline {{pipeline}} {{ARGS}}
+
 # Run every test (the CI command).
 test:
     cargo test --workspace --locked

@@ -10,7 +10,8 @@
 //! `curves.png` and, every epoch, a checkpoint (weights, optimizer state, epoch, RNG state,
 //! history) from which [`FitConfig::resume`] continues bit for bit; keep-best saves the best
 //! epoch's weights; early stopping, a stop request ([`Interrupt`], Ctrl-C) and a NaN guard end
-//! runs cleanly. [`evaluate`] scores a trained network on a source.
+//! runs cleanly. [`evaluate`] scores a trained network on a source. [`FlowSource`] feeds batches
+//! from an image folder (`imagedata`'s `flow_from_directory`).
 
 #![warn(missing_docs)]
 
@@ -18,6 +19,7 @@ mod checkpoint;
 mod config;
 mod data;
 mod error;
+mod flow_source;
 mod history;
 mod interrupt;
 mod loss;
@@ -31,6 +33,7 @@ pub use checkpoint::BestRecord;
 pub use config::{EarlyStopping, Metric, OptimizerConfig, OptimizerKind, OptimizerRule};
 pub use data::{Batch, BatchIter, BatchSource, TensorSource};
 pub use error::{EngineError, Result};
+pub use flow_source::{FlowSource, INTERPOLATION_KEY};
 pub use history::{EpochRecord, History};
 pub use interrupt::Interrupt;
 pub use loss::Task;

@@ -194,13 +194,19 @@ mod tests {
         let d = dir.path();
         write(&d.join("train/cats/a.jpg"), b"a");
         let err = SplitData::scan(d, Split::Train).unwrap_err().to_string();
-        assert!(err.contains("at least two class") && err.contains("train"), "{err}");
+        assert!(
+            err.contains("at least two class") && err.contains("train"),
+            "{err}"
+        );
         write(&d.join("train/dogs/a.jpg"), b"a");
         write(&d.join("validation/cats/a.jpg"), b"a");
         write(&d.join("validation/horses/a.jpg"), b"a");
         let t = SplitData::scan(d, Split::Train).unwrap();
         let v = SplitData::scan(d, Split::Validation).unwrap();
         let err = t.check_same_classes(&v).unwrap_err().to_string();
-        assert!(err.contains("validation") && err.contains("horses"), "{err}");
+        assert!(
+            err.contains("validation") && err.contains("horses"),
+            "{err}"
+        );
     }
 }

@@ -145,27 +145,23 @@ impl Extractor {
             .collect::<std::result::Result<_, _>>()?;
         let plane = 3 * h * w;
         let mut data = vec![0f32; n * plane];
-        data.par_chunks_mut(plane)
-            .enumerate()
-            .for_each(|(j, dst)| {
-                let row = rows.start + j;
-                let image = job.images.start + row / k;
-                let src = decoded[image - first].as_raw();
-                match &self.settings.views {
-                    None => self.generator.standardize_into(src, dst),
-                    Some(v) => {
-                        let index = ((image as u64) << 32) | (row % k) as u64;
-                        let mut rng = imagedata::rng::substream(v.seed, crate::VIEWS_STREAM, index);
-                        let t = self.generator.random_transform(
-                            target.height,
-                            target.width,
-                            &mut rng,
-                        );
-                        self.generator
-                            .transform_into(src, target.height, target.width, &t, dst);
-                    }
+        data.par_chunks_mut(plane).enumerate().for_each(|(j, dst)| {
+            let row = rows.start + j;
+            let image = job.images.start + row / k;
+            let src = decoded[image - first].as_raw();
+            match &self.settings.views {
+                None => self.generator.standardize_into(src, dst),
+                Some(v) => {
+                    let index = ((image as u64) << 32) | (row % k) as u64;
+                    let mut rng = imagedata::rng::substream(v.seed, crate::VIEWS_STREAM, index);
+                    let t = self
+                        .generator
+                        .random_transform(target.height, target.width, &mut rng);
+                    self.generator
+                        .transform_into(src, target.height, target.width, &t, dst);
                 }
-            });
+            }
+        });
         Tensor::from_vec(data, (n, 3, h, w), &Device::Cpu)
             .map_err(ExtractError::tensor("building an input batch"))
     }
@@ -278,8 +274,8 @@ pub fn extract_to_file(
         .iter()
         .flat_map(|&l| std::iter::repeat_n(l, k))
         .collect();
-    let labels = Tensor::from_vec(row_labels, rows, &Device::Cpu)
-        .map_err(ExtractError::tensor("labels"))?;
+    let labels =
+        Tensor::from_vec(row_labels, rows, &Device::Cpu).map_err(ExtractError::tensor("labels"))?;
     writer.append("labels", &labels)?;
     writer.finish()?;
     Ok(stats)

@@ -36,8 +36,7 @@ pub use meta::{
 pub use reader::RowReader;
 pub use shard::{MergeOptions, MergeOutcome, MergeReport, MergedFile, Shard, merge, merge_file};
 pub use stage::{
-    ExtractOptions, ExtractReport, FileReport, Outcome, extract, peak_memory_bytes,
-    settings_for,
+    ExtractOptions, ExtractReport, FileReport, Outcome, extract, peak_memory_bytes, settings_for,
 };
 
 /// The stage name recorded in every features artifact's provenance.

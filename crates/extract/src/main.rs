@@ -105,7 +105,11 @@ fn run() -> Result<()> {
     println!(
         "extracted {rows} images in {seconds:.1} s: {:.2} images/s on {} (weights {}, from {}); \
          data scan and digest {:.2} s{}",
-        if seconds > 0.0 { rows as f64 / seconds } else { 0.0 },
+        if seconds > 0.0 {
+            rows as f64 / seconds
+        } else {
+            0.0
+        },
         pipeline::describe_device(&device),
         report.weights.path.display(),
         report.weights.source,

@@ -352,7 +352,9 @@ mod tests {
         let err = FeatureMeta::from_metadata(&Metadata::new(), p).unwrap_err();
         assert!(
             err.to_string().contains("train.safetensors")
-                && err.to_string().contains("not a bottleneck features artifact"),
+                && err
+                    .to_string()
+                    .contains("not a bottleneck features artifact"),
             "{err}"
         );
         let mut raw = sample().to_metadata();
@@ -405,12 +407,21 @@ mod tests {
             dir.join("train_augmented.safetensors")
         );
         assert_eq!(
-            feature_path(dir, FeatureFile::Validation, Some(Shard { index: 2, count: 5 })),
+            feature_path(
+                dir,
+                FeatureFile::Validation,
+                Some(Shard { index: 2, count: 5 })
+            ),
             dir.join("validation.shard-2-of-5.safetensors")
         );
         let mut s = sample().settings;
         assert_eq!(s.feature_shape().unwrap(), (512, 4, 4));
         s.target_size = [20, 150];
-        assert!(s.feature_shape().unwrap_err().to_string().contains("too small"));
+        assert!(
+            s.feature_shape()
+                .unwrap_err()
+                .to_string()
+                .contains("too small")
+        );
     }
 }

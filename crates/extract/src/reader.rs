@@ -52,7 +52,9 @@ impl RowReader {
         let file_len = file.metadata().map_err(ExtractError::io(path))?.len();
         let mut len = [0u8; 8];
         if file_len < 8 {
-            return Err(bad("not a safetensors file (shorter than its header)".into()));
+            return Err(bad(
+                "not a safetensors file (shorter than its header)".into()
+            ));
         }
         file.read_exact(&mut len).map_err(ExtractError::io(path))?;
         let header_len = u64::from_le_bytes(len);
@@ -74,8 +76,11 @@ impl RowReader {
                 continue;
             }
             let dtype_name = info["dtype"].as_str().unwrap_or_default();
-            let dtype = parse_dtype(dtype_name)
-                .ok_or_else(|| bad(format!("tensor `{name}` has unsupported dtype `{dtype_name}`")))?;
+            let dtype = parse_dtype(dtype_name).ok_or_else(|| {
+                bad(format!(
+                    "tensor `{name}` has unsupported dtype `{dtype_name}`"
+                ))
+            })?;
             let shape: Vec<usize> = serde_json::from_value(info["shape"].clone())
                 .map_err(|e| bad(format!("tensor `{name}`: bad shape: {e}")))?;
             let [start, end]: [u64; 2] = serde_json::from_value(info["data_offsets"].clone())
@@ -106,9 +111,9 @@ impl RowReader {
     }
 
     fn entry(&self, name: &str) -> Result<&Entry> {
-        self.entries.get(name).ok_or_else(|| {
-            ExtractError::features(&self.path, format!("missing tensor `{name}`"))
-        })
+        self.entries
+            .get(name)
+            .ok_or_else(|| ExtractError::features(&self.path, format!("missing tensor `{name}`")))
     }
 
     /// The shape of tensor `name`.
@@ -128,10 +133,17 @@ impl RowReader {
         if rows.start > rows.end || rows.end > n {
             return Err(ExtractError::features(
                 &self.path,
-                format!("rows {}..{} of `{name}`, which has {n}", rows.start, rows.end),
+                format!(
+                    "rows {}..{} of `{name}`, which has {n}",
+                    rows.start, rows.end
+                ),
             ));
         }
-        let row_bytes = if n == 0 { 0 } else { (e.end - e.start) / n as u64 };
+        let row_bytes = if n == 0 {
+            0
+        } else {
+            (e.end - e.start) / n as u64
+        };
         let offset = self.data_start + e.start + rows.start as u64 * row_bytes;
         let mut buf = vec![0u8; (rows.len() as u64 * row_bytes) as usize];
         self.file
@@ -170,14 +182,26 @@ mod tests {
             rows.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             (6..18).map(|v| v as f32).collect::<Vec<_>>()
         );
-        assert_eq!(r.read_rows("labels", 2..4).unwrap().to_vec1::<u32>().unwrap(), [4, 1]);
+        assert_eq!(
+            r.read_rows("labels", 2..4)
+                .unwrap()
+                .to_vec1::<u32>()
+                .unwrap(),
+            [4, 1]
+        );
         assert!(r.read_rows("labels", 3..5).is_err());
         let err = r.read_rows("nope", 0..1).unwrap_err().to_string();
-        assert!(err.contains("a.safetensors") && err.contains("nope"), "{err}");
+        assert!(
+            err.contains("a.safetensors") && err.contains("nope"),
+            "{err}"
+        );
 
         std::fs::write(&p, b"not a safetensors file, not at all").unwrap();
         let err = RowReader::open(&p).unwrap_err().to_string();
-        assert!(err.contains("a.safetensors") && err.contains("not a safetensors"), "{err}");
+        assert!(
+            err.contains("a.safetensors") && err.contains("not a safetensors"),
+            "{err}"
+        );
         // Truncated data.
         artifact::save(&p, [("features", &x)], &Default::default()).unwrap();
         let bytes = std::fs::read(&p).unwrap();

@@ -234,7 +234,10 @@ pub fn merge_file(
                     path,
                     reason: format!(
                         "its metadata says shard {:?}, its name says {shard} (images {}..{})",
-                        other.map(|s| format!("{}/{} (images {}..{})", s.index, s.count, s.start, s.end)),
+                        other.map(|s| format!(
+                            "{}/{} (images {}..{})",
+                            s.index, s.count, s.start, s.end
+                        )),
                         expected_range.start,
                         expected_range.end
                     ),

@@ -50,21 +50,41 @@ fn weights_that_are_not_safetensors_lack_a_tensor_or_have_a_wrong_shape() {
     let f = fixture();
     let w = f.dir.path().join("vgg16.safetensors");
 
-    std::fs::write(&w, b"<html>404 not found, but long enough for a header</html>").unwrap();
+    std::fs::write(
+        &w,
+        b"<html>404 not found, but long enough for a header</html>",
+    )
+    .unwrap();
     let err = error_of(&f, &w);
-    assert!(err.contains("vgg16.safetensors") && err.contains("not a safetensors"), "{err}");
+    assert!(
+        err.contains("vgg16.safetensors") && err.contains("not a safetensors"),
+        "{err}"
+    );
 
     let mut tensors: BTreeMap<String, Tensor> = models::vgg16_tensor_specs()
         .into_iter()
-        .map(|(n, s)| (n, Tensor::zeros(s.as_slice(), DType::F32, &Device::Cpu).unwrap()))
+        .map(|(n, s)| {
+            (
+                n,
+                Tensor::zeros(s.as_slice(), DType::F32, &Device::Cpu).unwrap(),
+            )
+        })
         .collect();
     tensors.remove("features.17.bias");
     let save = |t: &BTreeMap<String, Tensor>| {
-        artifact::save(&w, t.iter().map(|(n, t)| (n.as_str(), t)), &Default::default()).unwrap()
+        artifact::save(
+            &w,
+            t.iter().map(|(n, t)| (n.as_str(), t)),
+            &Default::default(),
+        )
+        .unwrap()
     };
     save(&tensors);
     let err = error_of(&f, &w);
-    assert!(err.contains("vgg16.safetensors") && err.contains("features.17.bias"), "{err}");
+    assert!(
+        err.contains("vgg16.safetensors") && err.contains("features.17.bias"),
+        "{err}"
+    );
 
     tensors.insert(
         "features.17.bias".into(),
@@ -81,7 +101,10 @@ fn weights_that_are_not_safetensors_lack_a_tensor_or_have_a_wrong_shape() {
     );
 
     let err = error_of(&f, &f.dir.path().join("nowhere.safetensors"));
-    assert!(err.contains("nowhere.safetensors") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("nowhere.safetensors") && err.contains("does not exist"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -98,14 +121,23 @@ fn empty_or_missing_data_folders_are_named() {
     };
 
     let err = run();
-    assert!(err.contains("data/train") && err.contains("no such"), "{err}");
+    assert!(
+        err.contains("data/train") && err.contains("no such"),
+        "{err}"
+    );
     std::fs::create_dir_all(data.join("train")).unwrap();
     let err = run();
-    assert!(err.contains("data/train") && err.contains("no class subfolders"), "{err}");
+    assert!(
+        err.contains("data/train") && err.contains("no class subfolders"),
+        "{err}"
+    );
     std::fs::create_dir_all(data.join("train/cats")).unwrap();
     std::fs::create_dir_all(data.join("train/dogs")).unwrap();
     let err = run();
-    assert!(err.contains("train/cats") && err.contains("no images"), "{err}");
+    assert!(
+        err.contains("train/cats") && err.contains("no images"),
+        "{err}"
+    );
     write_split(&data, "train", &[("cats", 2), ("dogs", 2)], 1);
     let err = run();
     assert!(err.contains("data/validation"), "{err}");
@@ -125,7 +157,10 @@ fn an_undecodable_image_is_named_and_nothing_is_half_written() {
     let bytes = std::fs::read(&victim).unwrap();
     std::fs::write(&victim, &bytes[..bytes.len() / 2]).unwrap();
     let err = error_of(&f, &w);
-    assert!(err.contains("img01.jpg") && err.contains("truncated"), "{err}");
+    assert!(
+        err.contains("img01.jpg") && err.contains("truncated"),
+        "{err}"
+    );
 
     // A file that is not an image at all, with an image's name.
     std::fs::write(&victim, b"just text").unwrap();
@@ -144,8 +179,15 @@ fn an_interrupted_run_leaves_nothing_and_a_foreign_file_is_recomputed() {
     stop.trigger();
     o.interrupt = Some(stop);
     let err = extract::extract(&p, &o).unwrap_err().to_string();
-    assert!(err.contains("interrupted") && err.contains("train.safetensors"), "{err}");
-    assert!(listing(&f.artifacts).is_empty(), "{:?}", listing(&f.artifacts));
+    assert!(
+        err.contains("interrupted") && err.contains("train.safetensors"),
+        "{err}"
+    );
+    assert!(
+        listing(&f.artifacts).is_empty(),
+        "{:?}",
+        listing(&f.artifacts)
+    );
 
     // Something else at the features path (here: another stage's artifact) is stale, never
     // reused.

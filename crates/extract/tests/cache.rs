@@ -72,7 +72,10 @@ fn features_hold_the_conv_base_output_with_labels_and_description() {
     assert_eq!(meta.files[6], "dogs/img02.png");
     assert_eq!(meta.settings.target_size, [64, 48]);
     assert_eq!(meta.settings.preprocessing, Preprocessing::imagenet());
-    assert_eq!(meta.weights_sha256, artifact::sha256_file(&f.weights).unwrap());
+    assert_eq!(
+        meta.weights_sha256,
+        artifact::sha256_file(&f.weights).unwrap()
+    );
     assert_eq!(meta.feature_shape, [512, 2, 1]);
     assert!(meta.shard.is_none());
     let prov = artifact::Provenance::from_metadata(&raw).unwrap();
@@ -101,7 +104,10 @@ fn features_hold_the_conv_base_output_with_labels_and_description() {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap();
-    assert!(diff <= 1e-5, "row 5 differs from a direct forward pass by {diff}");
+    assert!(
+        diff <= 1e-5,
+        "row 5 differs from a direct forward pass by {diff}"
+    );
 
     let (v, _) = load(&f.artifacts.join("bottleneck/validation.safetensors"));
     assert_eq!(v["features"].dims(), [4, 512, 2, 1]);
@@ -148,7 +154,10 @@ fn nothing_changed_means_no_work_and_each_change_recomputes_what_it_affects() {
         &f.artifacts,
         &["bottleneck.preprocessing={ kind = \"rescale\", scale = 0.00392156862745098 }"],
     );
-    assert_eq!(written(&extract::extract(&rescale, &o).unwrap()), ["train", "validation"]);
+    assert_eq!(
+        written(&extract::extract(&rescale, &o).unwrap()),
+        ["train", "validation"]
+    );
     assert!(extract::extract(&rescale, &o).unwrap().up_to_date());
 
     // Another image size: both files.

@@ -45,7 +45,11 @@ fn shards_then_merge_equal_a_single_run() {
     let p = pipeline(&data, &sharded, &extra);
     for i in 1..=3 {
         let r = extract::extract(&p, &options(&weights, shard(i, 3))).unwrap();
-        assert!(r.files.iter().all(|f| matches!(f.outcome, Outcome::Written(_))));
+        assert!(
+            r.files
+                .iter()
+                .all(|f| matches!(f.outcome, Outcome::Written(_)))
+        );
         // A shard run again is up to date.
         assert!(
             extract::extract(&p, &options(&weights, shard(i, 3)))
@@ -93,7 +97,12 @@ fn shards_then_merge_equal_a_single_run() {
     );
     // Merging again finds no shards and leaves the files alone.
     let again = extract::merge(&p, &MergeOptions::default()).unwrap();
-    assert!(again.files.iter().all(|f| f.outcome == MergeOutcome::NoShards));
+    assert!(
+        again
+            .files
+            .iter()
+            .all(|f| f.outcome == MergeOutcome::NoShards)
+    );
 }
 
 #[test]
@@ -112,7 +121,10 @@ fn incomplete_mixed_or_foreign_shard_sets_are_refused() {
     let err = extract::merge(&p, &MergeOptions::default())
         .unwrap_err()
         .to_string();
-    assert!(err.contains("train.shard-*-of-*") && err.contains("no shard files"), "{err}");
+    assert!(
+        err.contains("train.shard-*-of-*") && err.contains("no shard files"),
+        "{err}"
+    );
 
     // An incomplete set names the missing shard.
     extract::extract(&p, &options(&weights, shard(1, 3))).unwrap();
@@ -175,9 +187,19 @@ fn incomplete_mixed_or_foreign_shard_sets_are_refused() {
         },
     )
     .unwrap();
-    assert!(report.files.iter().all(|f| f.outcome == MergeOutcome::Merged));
+    assert!(
+        report
+            .files
+            .iter()
+            .all(|f| f.outcome == MergeOutcome::Merged)
+    );
     assert!(bottleneck.join("train.shard-1-of-3.safetensors").exists());
     let again = extract::merge(&p, &MergeOptions::default()).unwrap();
-    assert!(again.files.iter().all(|f| f.outcome == MergeOutcome::UpToDate));
+    assert!(
+        again
+            .files
+            .iter()
+            .all(|f| f.outcome == MergeOutcome::UpToDate)
+    );
     assert!(!listing(&bottleneck).iter().any(|f| f.contains(".tmp-")));
 }

@@ -79,8 +79,14 @@ pub fn conv_input_grad(s: &ConvShape, gy: &[f32], weight: &[f32]) -> Vec<f32> {
     conv_forward(&t, gy, &wt, None, false)
 }
 
-/// Weight gradient of a 3 × 3 convolution from the input `x` and output gradient `gy`;
-/// returns [o, c, 3, 3].
-pub fn conv_weight_grad(s: &ConvShape, x: &[f32], gy: &[f32]) -> Vec<f32> {
-    crate::wgrad::weight_grad(Isa::detect(), s, x, gy)
+/// Weight gradient of a 3 × 3 convolution from the input `x` and output gradient `gy`; with
+/// `relu_out` (the output of a convolution with fused ReLU) the gradient is taken through the
+/// ReLU. Returns [o, c, 3, 3].
+pub fn conv_weight_grad(
+    s: &ConvShape,
+    x: &[f32],
+    gy: &[f32],
+    relu_out: Option<&[f32]>,
+) -> Vec<f32> {
+    crate::wgrad::weight_grad(Isa::detect(), s, x, gy, relu_out)
 }

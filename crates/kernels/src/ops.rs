@@ -125,6 +125,25 @@ impl Conv2d {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
+        let wgrad = Conv2dWeightGrad {
+            pad: self.pad,
+            kh: w.dim(2)?,
+        };
+        let x = x.contiguous()?;
+        if self.relu && !x.track_op() {
+            // Only the weight and bias gradients: both apply the ReLU mask on the fly.
+            let res = res.contiguous()?;
+            let gw = if w.track_op() {
+                Some(grad.apply_op3_no_bwd(&x, &res, &wgrad)?)
+            } else {
+                None
+            };
+            let gb = match b {
+                Some(b) if b.track_op() => Some(grad.apply_op2_no_bwd(&res, &BiasGrad)?),
+                _ => None,
+            };
+            return Ok((None, gw, gb));
+        }
         // Output gradient through the fused ReLU.
         let g = if self.relu {
             grad.apply_op2_no_bwd(&res.contiguous()?, &ReluGrad)?
@@ -137,13 +156,7 @@ impl Conv2d {
             None
         };
         let gw = if w.track_op() {
-            Some(g.apply_op2_no_bwd(
-                &x.contiguous()?,
-                &Conv2dWeightGrad {
-                    pad: self.pad,
-                    kh: w.dim(2)?,
-                },
-            )?)
+            Some(g.apply_op2_no_bwd(&x, &wgrad)?)
         } else {
             None
         };
@@ -309,26 +322,24 @@ impl CustomOp2 for Conv2dInputGrad {
     }
 }
 
-/// `(gy, x) ↦ gw`: weight gradient of a 3 × 3 [`Conv2d`].
+/// `(gy, x) ↦ gw`, or `(gy, x, y) ↦ gw` through a fused ReLU with output `y`: weight gradient of
+/// a 3 × 3 [`Conv2d`].
 struct Conv2dWeightGrad {
     pad: usize,
     kh: usize,
 }
 
-impl CustomOp2 for Conv2dWeightGrad {
-    fn name(&self) -> &'static str {
-        "kernels-conv2d-weight-grad"
-    }
+impl Conv2dWeightGrad {
+    const NAME: &'static str = "kernels-conv2d-weight-grad";
 
-    fn cpu_fwd(
+    fn run(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
+        g: (&CpuStorage, &Layout),
+        x: (&CpuStorage, &Layout),
+        relu_out: Option<(&CpuStorage, &Layout)>,
     ) -> Result<(CpuStorage, Shape)> {
-        let [n, o, ho, wo] = dims4(self.name(), "grad", l1)?;
-        let [n2, c, h, w] = dims4(self.name(), "x", l2)?;
+        let [n, o, ho, wo] = dims4(Self::NAME, "grad", g.1)?;
+        let [n2, c, h, w] = dims4(Self::NAME, "x", x.1)?;
         let s = ConvShape {
             n,
             c,
@@ -341,46 +352,167 @@ impl CustomOp2 for Conv2dWeightGrad {
         };
         if n2 != n || self.kh != 3 || !s.is_valid() || s.ho() != ho || s.wo() != wo {
             return Err(KernelError::Shape {
-                op: self.name(),
+                op: Self::NAME,
                 operand: "x",
-                got: l2.dims().to_vec(),
+                got: x.1.dims().to_vec(),
                 expected: format!(
                     "[{n}, c, h, w] matching a 3 × 3 convolution to [{n}, {o}, {ho}, {wo}]"
                 ),
             }
             .into());
         }
-        let g = data(self.name(), "grad", s1, l1)?;
-        let x = data(self.name(), "x", s2, l2)?;
-        let gw = dispatch::conv_weight_grad(&s, x, g);
+        let gd = data(Self::NAME, "grad", g.0, g.1)?;
+        let xd = data(Self::NAME, "x", x.0, x.1)?;
+        let yd = match relu_out {
+            Some((ys, yl)) => {
+                if yl.dims() != g.1.dims() {
+                    return Err(KernelError::Shape {
+                        op: Self::NAME,
+                        operand: "res",
+                        got: yl.dims().to_vec(),
+                        expected: format!("{:?}", g.1.dims()),
+                    }
+                    .into());
+                }
+                Some(data(Self::NAME, "res", ys, yl)?)
+            }
+            None => None,
+        };
+        let gw = dispatch::conv_weight_grad(&s, xd, gd, yd);
         Ok((CpuStorage::F32(gw), Shape::from((o, c, 3, 3))))
     }
 }
 
-/// `gy ↦ Σ_{n,h,w} gy[n, ·, h, w]`: bias gradient of [`Conv2d`].
-struct BiasGrad;
-
-impl CustomOp1 for BiasGrad {
+impl CustomOp2 for Conv2dWeightGrad {
     fn name(&self) -> &'static str {
-        "kernels-conv2d-bias-grad"
+        Self::NAME
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let [n, o, h, w] = dims4(self.name(), "grad", l)?;
-        let g = data(self.name(), "grad", s, l)?;
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), (s2, l2), None)
+    }
+}
+
+impl CustomOp3 for Conv2dWeightGrad {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+}
+
+/// `gy ↦ Σ_{n,h,w} gy[n, ·, h, w]`, or `(gy, y) ↦ Σ gy · [y > 0]` through a fused ReLU: bias
+/// gradient of [`Conv2d`].
+struct BiasGrad;
+
+impl BiasGrad {
+    const NAME: &'static str = "kernels-conv2d-bias-grad";
+
+    fn run(
+        &self,
+        g: (&CpuStorage, &Layout),
+        relu_out: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let [n, o, h, w] = dims4(Self::NAME, "grad", g.1)?;
+        let gd = data(Self::NAME, "grad", g.0, g.1)?;
+        let yd = match relu_out {
+            Some((ys, yl)) if yl.dims() == g.1.dims() => Some(data(Self::NAME, "res", ys, yl)?),
+            Some((_, yl)) => {
+                return Err(KernelError::Shape {
+                    op: Self::NAME,
+                    operand: "res",
+                    got: yl.dims().to_vec(),
+                    expected: format!("{:?}", g.1.dims()),
+                }
+                .into());
+            }
+            None => None,
+        };
+        let plane = h * w;
         let gb: Vec<f32> = (0..o)
             .into_par_iter()
             .map(|c| {
                 let mut acc = 0.0f64;
                 for i in 0..n {
-                    let plane = &g[(i * o + c) * h * w..][..h * w];
-                    acc += plane.iter().map(|&v| v as f64).sum::<f64>();
+                    let gp = &gd[(i * o + c) * plane..][..plane];
+                    let yp = yd.map(|y| &y[(i * o + c) * plane..][..plane]);
+                    acc += masked_sum(gp, yp);
                 }
                 acc as f32
             })
             .collect();
         Ok((CpuStorage::F32(gb), Shape::from(o)))
     }
+}
+
+impl CustomOp1 for BiasGrad {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.run((s, l), None)
+    }
+}
+
+impl CustomOp2 for BiasGrad {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), Some((s2, l2)))
+    }
+}
+
+/// `Σ g` or `Σ g · [y > 0]`, in 16 f32 lanes per 1024-element block (vectorisable) and f64
+/// across blocks.
+fn masked_sum(g: &[f32], y: Option<&[f32]>) -> f64 {
+    let mut total = 0.0f64;
+    for (bi, gb) in g.chunks(1024).enumerate() {
+        let mut lanes = [0.0f32; 16];
+        match y {
+            Some(y) => {
+                let yb = &y[bi * 1024..bi * 1024 + gb.len()];
+                for (gc, yc) in gb.chunks(16).zip(yb.chunks(16)) {
+                    for ((l, &g), &y) in lanes.iter_mut().zip(gc).zip(yc) {
+                        *l += if y > 0.0 { g } else { 0.0 };
+                    }
+                }
+            }
+            None => {
+                for gc in gb.chunks(16) {
+                    for (l, &g) in lanes.iter_mut().zip(gc) {
+                        *l += g;
+                    }
+                }
+            }
+        }
+        total += lanes.iter().map(|&v| v as f64).sum::<f64>();
+    }
+    total
 }
 
 /// Max-pooling with a `k × k` window and stride `k` (floor mode).

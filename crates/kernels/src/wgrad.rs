@@ -1,12 +1,15 @@
-//! Weight gradient of a 3 × 3, stride-1 convolution as dot products along pixels.
+//! Weight gradient of a 3 × 3, stride-1 convolution as dot products along output rows.
 //!
-//! `gw[o, c, i, j] = Σ_{n,oh,ow} gy[n, o, oh, ow] · xpad[n, c, oh + i, ow + j]`. Both operands are
-//! laid out channel-major across the whole batch in padded-width form (`[channel][n][hp·wp]`,
-//! output gradient zero outside the valid `ho × wo` pixels). Then every tap `(i, j)` is the dot
-//! product of an output-gradient row with the input row shifted by `i·wp + j`, over the whole
-//! batch at once. The AVX-512 kernel holds `3 output channels × 9 taps` of 16-lane partial sums
-//! in 27 registers and reads the nine shifted input vectors straight from memory; no packing.
+//! `gw[o, c, i, j] = Σ_{n,oh,ow} gy[n, o, oh, ow] · xpad[n, c, oh + i, ow + j]`. The input is
+//! copied once into zero-padded planes of width `wp`; the output gradient is read in place
+//! (NCHW). For an output row `oh`, tap `(i, j)` pairs the gradient row with the padded input row
+//! `oh + i` shifted by `j`. The AVX-512 kernel holds `3 output channels × 9 taps` of 16-lane
+//! partial sums in 27 registers, reads the nine shifted input vectors straight from memory (no
+//! packing) and masks the row tails. When the convolution had a fused ReLU, the gradient through
+//! it (`gy · [y > 0]`) is applied on the fly from the forward output, so the masked gradient is
+//! never materialised.
 
+use crate::direct::pad_planes;
 use crate::isa::Isa;
 use crate::shape::{ConvShape, SharedMut};
 use rayon::prelude::*;
@@ -15,63 +18,58 @@ use rayon::prelude::*;
 const TAPS: usize = 9;
 /// Output channels per register block.
 const RB: usize = 3;
-/// Pixels per cache block.
-const QC: usize = 4096;
 
 /// Weight gradient `[o, c, 3, 3]` of the convolution `s` (3 × 3 kernel) from the input `x`
-/// ([n, c, h, w]) and the output gradient `gy` ([n, o, ho, wo]).
-pub(crate) fn weight_grad(isa: Isa, s: &ConvShape, x: &[f32], gy: &[f32]) -> Vec<f32> {
+/// ([n, c, h, w]) and the output gradient `gy` ([n, o, ho, wo]); with `relu_out` (the forward
+/// output, same shape as `gy`), `gy` is first masked by `relu_out > 0`.
+pub(crate) fn weight_grad(
+    isa: Isa,
+    s: &ConvShape,
+    x: &[f32],
+    gy: &[f32],
+    relu_out: Option<&[f32]>,
+) -> Vec<f32> {
     debug_assert!(s.kh == 3 && s.kw == 3);
-    let (hp, wp, ho, wo) = (s.hp(), s.wp(), s.ho(), s.wo());
-    let plane = hp * wp;
-    let len = (s.n * plane).div_ceil(16) * 16;
-    let slack = 2 * wp + 2 + 16;
-    let xrow = len + slack;
-
-    // Input, channel-major, zero-padded.
-    let mut xc = vec![0.0f32; s.c * xrow];
-    xc.par_chunks_mut(xrow).enumerate().for_each(|(c, dst)| {
-        for n in 0..s.n {
-            let src = &x[(n * s.c + c) * s.h * s.w..][..s.h * s.w];
-            for r in 0..s.h {
-                let d = n * plane + (r + s.pad) * wp + s.pad;
-                dst[d..d + s.w].copy_from_slice(&src[r * s.w..r * s.w + s.w]);
-            }
-        }
-    });
-    // Output gradient, channel-major, in padded-width columns.
-    let mut gc = vec![0.0f32; s.o * len];
-    gc.par_chunks_mut(len).enumerate().for_each(|(o, dst)| {
-        for n in 0..s.n {
-            let src = &gy[(n * s.o + o) * ho * wo..][..ho * wo];
-            for r in 0..ho {
-                let d = n * plane + r * wp;
-                dst[d..d + wo].copy_from_slice(&src[r * wo..r * wo + wo]);
-            }
-        }
-    });
-
+    let (wp, ho, wo) = (s.wp(), s.ho(), s.wo());
+    // Slack for the vector loads past the last row (a row tail rounds up to 16 lanes).
+    let (xp, stride) = pad_planes(x, s.n * s.c, s.h, s.w, s.pad, 2 * 16 + 2);
     let offs: [usize; TAPS] = std::array::from_fn(|t| (t / 3) * wp + t % 3);
+    let rows = Rows { ho, wo, wp };
+    let out_plane = ho * wo;
+
     let mut gw = vec![0.0f32; s.o * s.c * TAPS];
     let gwp = SharedMut(gw.as_mut_ptr());
     let blocks = s.o.div_ceil(RB);
     (0..blocks).into_par_iter().for_each(|blk| {
         let o0 = blk * RB;
-        let rows = RB.min(s.o - o0);
-        for q0 in (0..len).step_by(QC) {
-            let qn = QC.min(len - q0);
+        let nr = RB.min(s.o - o0);
+        for n in 0..s.n {
+            let g: [&[f32]; RB] = std::array::from_fn(|r| {
+                let o = o0 + r.min(nr - 1);
+                &gy[(n * s.o + o) * out_plane..][..out_plane]
+            });
+            let m: Option<[&[f32]; RB]> = relu_out.map(|y| {
+                std::array::from_fn(|r| {
+                    let o = o0 + r.min(nr - 1);
+                    &y[(n * s.o + o) * out_plane..][..out_plane]
+                })
+            });
             for c in 0..s.c {
                 let mut sums = [[0.0f32; TAPS]; RB];
-                let xr = &xc[c * xrow + q0..];
-                let g: [&[f32]; RB] = std::array::from_fn(|r| {
-                    let o = o0 + r.min(rows - 1);
-                    &gc[o * len + q0..o * len + q0 + qn]
-                });
-                dots(isa, &g[..rows], xr, &offs, qn, &mut sums);
-                for (r, sr) in sums.iter().take(rows).enumerate() {
+                let xr = &xp[(n * s.c + c) * stride..][..stride];
+                dots(
+                    isa,
+                    &g[..nr],
+                    m.as_ref().map(|m| &m[..nr]),
+                    xr,
+                    &offs,
+                    rows,
+                    &mut sums,
+                );
+                for (r, sr) in sums.iter().take(nr).enumerate() {
                     let base = ((o0 + r) * s.c + c) * TAPS;
                     for (t, &v) in sr.iter().enumerate() {
-                        // SAFETY: this task owns output channels o0..o0 + rows.
+                        // SAFETY: this task owns output channels o0..o0 + nr.
                         unsafe { *gwp.ptr().add(base + t) += v };
                     }
                 }
@@ -81,97 +79,137 @@ pub(crate) fn weight_grad(isa: Isa, s: &ConvShape, x: &[f32], gy: &[f32]) -> Vec
     gw
 }
 
-/// `sums[r][t] = Σ_{q < qn} g[r][q] · x[q + offs[t]]`; `qn` is a multiple of 16 and `x` holds at
-/// least `qn + max(offs)` floats.
+/// Output-row geometry for [`dots`].
+#[derive(Clone, Copy)]
+struct Rows {
+    ho: usize,
+    wo: usize,
+    wp: usize,
+}
+
+/// `sums[r][t] = Σ_{oh, ow} g'[r][oh·wo + ow] · x[oh·wp + ow + offs[t]]` where `g' = g`, or
+/// `g · [m > 0]` when `m` is given. `x` must hold `(ho - 1)·wp + wo.next_multiple_of(16) +
+/// max(offs)` floats.
 fn dots(
     isa: Isa,
     g: &[&[f32]],
+    m: Option<&[&[f32]]>,
     x: &[f32],
     offs: &[usize; TAPS],
-    qn: usize,
+    rows: Rows,
     sums: &mut [[f32; TAPS]; RB],
 ) {
-    debug_assert!(qn.is_multiple_of(16) && x.len() >= qn + offs[TAPS - 1]);
+    let Rows { ho, wo, wp } = rows;
+    assert!(x.len() >= (ho - 1) * wp + wo.next_multiple_of(16) + offs[TAPS - 1]);
+    assert!(
+        g.iter().all(|r| r.len() >= ho * wo)
+            && m.is_none_or(|m| m.iter().all(|r| r.len() >= ho * wo))
+    );
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 {
+        let gp: [*const f32; RB] = std::array::from_fn(|r| g[r.min(g.len() - 1)].as_ptr());
+        let mp: Option<[*const f32; RB]> =
+            m.map(|m| std::array::from_fn(|r| m[r.min(m.len() - 1)].as_ptr()));
         // SAFETY: AVX-512 is supported (the dispatch only passes supported levels), and the
         // extents were checked above.
         unsafe {
             match g.len() {
-                3 => x86::dots3(g, x, offs, qn, sums),
-                2 => x86::dots2(g, x, offs, qn, sums),
-                _ => x86::dots1(g, x, offs, qn, sums),
+                3 => x86::rows3(gp, mp, x.as_ptr(), offs, rows, sums),
+                2 => x86::rows2(gp, mp, x.as_ptr(), offs, rows, sums),
+                _ => x86::rows1(gp, mp, x.as_ptr(), offs, rows, sums),
             }
         }
         return;
     }
     let _ = isa;
     for (r, gr) in g.iter().enumerate() {
-        for (t, &off) in offs.iter().enumerate() {
-            let mut lanes = [0.0f32; 16];
-            for (gq, xq) in gr[..qn]
-                .chunks_exact(16)
-                .zip(x[off..off + qn].chunks_exact(16))
-            {
-                for l in 0..16 {
-                    lanes[l] += gq[l] * xq[l];
+        let mut acc = [0.0f32; TAPS];
+        for oh in 0..ho {
+            for ow in 0..wo {
+                let q = oh * wo + ow;
+                let gv = match m {
+                    Some(m) if m[r][q] <= 0.0 => continue,
+                    _ => gr[q],
+                };
+                let xb = oh * wp + ow;
+                for (a, &off) in acc.iter_mut().zip(offs) {
+                    *a += gv * x[xb + off];
                 }
             }
-            sums[r][t] = lanes.iter().sum();
         }
+        sums[r] = acc;
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{RB, TAPS};
+    use super::{RB, Rows, TAPS};
     use std::arch::x86_64::*;
 
     /// AVX-512 kernel for 1 output-gradient row(s): 9 zmm partial sums.
     #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw")]
-    pub(super) unsafe fn dots1(
-        g: &[&[f32]],
-        x: &[f32],
+    pub(super) unsafe fn rows1(
+        g: [*const f32; RB],
+        m: Option<[*const f32; RB]>,
+        xp: *const f32,
         offs: &[usize; TAPS],
-        qn: usize,
+        rows: Rows,
         sums: &mut [[f32; TAPS]; RB],
     ) {
-        let g0 = g[0].as_ptr();
-        let xp = x.as_ptr();
+        let Rows { ho, wo, wp } = rows;
         let [o0, o1, o2, o3, o4, o5, o6, o7, o8] = *offs;
-        let mut a00 = _mm512_setzero_ps();
-        let mut a01 = _mm512_setzero_ps();
-        let mut a02 = _mm512_setzero_ps();
-        let mut a03 = _mm512_setzero_ps();
-        let mut a04 = _mm512_setzero_ps();
-        let mut a05 = _mm512_setzero_ps();
-        let mut a06 = _mm512_setzero_ps();
-        let mut a07 = _mm512_setzero_ps();
-        let mut a08 = _mm512_setzero_ps();
-        // SAFETY: the caller checked that every read is in bounds.
+        let zero = _mm512_setzero_ps();
+        let mut a00 = zero;
+        let mut a01 = zero;
+        let mut a02 = zero;
+        let mut a03 = zero;
+        let mut a04 = zero;
+        let mut a05 = zero;
+        let mut a06 = zero;
+        let mut a07 = zero;
+        let mut a08 = zero;
+        // SAFETY: the caller checked that every read is in bounds; masked-off lanes are not read.
         unsafe {
-            let mut q = 0;
-            while q < qn {
-                let v0 = _mm512_loadu_ps(g0.add(q));
-                let x0 = _mm512_loadu_ps(xp.add(q + o0));
-                a00 = _mm512_fmadd_ps(v0, x0, a00);
-                let x1 = _mm512_loadu_ps(xp.add(q + o1));
-                a01 = _mm512_fmadd_ps(v0, x1, a01);
-                let x2 = _mm512_loadu_ps(xp.add(q + o2));
-                a02 = _mm512_fmadd_ps(v0, x2, a02);
-                let x3 = _mm512_loadu_ps(xp.add(q + o3));
-                a03 = _mm512_fmadd_ps(v0, x3, a03);
-                let x4 = _mm512_loadu_ps(xp.add(q + o4));
-                a04 = _mm512_fmadd_ps(v0, x4, a04);
-                let x5 = _mm512_loadu_ps(xp.add(q + o5));
-                a05 = _mm512_fmadd_ps(v0, x5, a05);
-                let x6 = _mm512_loadu_ps(xp.add(q + o6));
-                a06 = _mm512_fmadd_ps(v0, x6, a06);
-                let x7 = _mm512_loadu_ps(xp.add(q + o7));
-                a07 = _mm512_fmadd_ps(v0, x7, a07);
-                let x8 = _mm512_loadu_ps(xp.add(q + o8));
-                a08 = _mm512_fmadd_ps(v0, x8, a08);
-                q += 16;
+            for oh in 0..ho {
+                let xr = xp.add(oh * wp);
+                let go = oh * wo;
+                let mut ow = 0;
+                while ow < wo {
+                    let left = wo - ow;
+                    let tail: __mmask16 = if left >= 16 {
+                        0xffff
+                    } else {
+                        ((1u32 << left) - 1) as u16
+                    };
+                    let k0 = match m {
+                        Some(m) => _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(
+                            tail,
+                            _mm512_maskz_loadu_ps(tail, m[0].add(go + ow)),
+                            zero,
+                        ),
+                        None => tail,
+                    };
+                    let v0 = _mm512_maskz_loadu_ps(k0, g[0].add(go + ow));
+                    let x0 = _mm512_loadu_ps(xr.add(ow + o0));
+                    a00 = _mm512_fmadd_ps(v0, x0, a00);
+                    let x1 = _mm512_loadu_ps(xr.add(ow + o1));
+                    a01 = _mm512_fmadd_ps(v0, x1, a01);
+                    let x2 = _mm512_loadu_ps(xr.add(ow + o2));
+                    a02 = _mm512_fmadd_ps(v0, x2, a02);
+                    let x3 = _mm512_loadu_ps(xr.add(ow + o3));
+                    a03 = _mm512_fmadd_ps(v0, x3, a03);
+                    let x4 = _mm512_loadu_ps(xr.add(ow + o4));
+                    a04 = _mm512_fmadd_ps(v0, x4, a04);
+                    let x5 = _mm512_loadu_ps(xr.add(ow + o5));
+                    a05 = _mm512_fmadd_ps(v0, x5, a05);
+                    let x6 = _mm512_loadu_ps(xr.add(ow + o6));
+                    a06 = _mm512_fmadd_ps(v0, x6, a06);
+                    let x7 = _mm512_loadu_ps(xr.add(ow + o7));
+                    a07 = _mm512_fmadd_ps(v0, x7, a07);
+                    let x8 = _mm512_loadu_ps(xr.add(ow + o8));
+                    a08 = _mm512_fmadd_ps(v0, x8, a08);
+                    ow += 16;
+                }
             }
         }
         sums[0] = [
@@ -189,69 +227,95 @@ mod x86 {
 
     /// AVX-512 kernel for 2 output-gradient row(s): 18 zmm partial sums.
     #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw")]
-    pub(super) unsafe fn dots2(
-        g: &[&[f32]],
-        x: &[f32],
+    pub(super) unsafe fn rows2(
+        g: [*const f32; RB],
+        m: Option<[*const f32; RB]>,
+        xp: *const f32,
         offs: &[usize; TAPS],
-        qn: usize,
+        rows: Rows,
         sums: &mut [[f32; TAPS]; RB],
     ) {
-        let g0 = g[0].as_ptr();
-        let g1 = g[1].as_ptr();
-        let xp = x.as_ptr();
+        let Rows { ho, wo, wp } = rows;
         let [o0, o1, o2, o3, o4, o5, o6, o7, o8] = *offs;
-        let mut a00 = _mm512_setzero_ps();
-        let mut a01 = _mm512_setzero_ps();
-        let mut a02 = _mm512_setzero_ps();
-        let mut a03 = _mm512_setzero_ps();
-        let mut a04 = _mm512_setzero_ps();
-        let mut a05 = _mm512_setzero_ps();
-        let mut a06 = _mm512_setzero_ps();
-        let mut a07 = _mm512_setzero_ps();
-        let mut a08 = _mm512_setzero_ps();
-        let mut a10 = _mm512_setzero_ps();
-        let mut a11 = _mm512_setzero_ps();
-        let mut a12 = _mm512_setzero_ps();
-        let mut a13 = _mm512_setzero_ps();
-        let mut a14 = _mm512_setzero_ps();
-        let mut a15 = _mm512_setzero_ps();
-        let mut a16 = _mm512_setzero_ps();
-        let mut a17 = _mm512_setzero_ps();
-        let mut a18 = _mm512_setzero_ps();
-        // SAFETY: the caller checked that every read is in bounds.
+        let zero = _mm512_setzero_ps();
+        let mut a00 = zero;
+        let mut a01 = zero;
+        let mut a02 = zero;
+        let mut a03 = zero;
+        let mut a04 = zero;
+        let mut a05 = zero;
+        let mut a06 = zero;
+        let mut a07 = zero;
+        let mut a08 = zero;
+        let mut a10 = zero;
+        let mut a11 = zero;
+        let mut a12 = zero;
+        let mut a13 = zero;
+        let mut a14 = zero;
+        let mut a15 = zero;
+        let mut a16 = zero;
+        let mut a17 = zero;
+        let mut a18 = zero;
+        // SAFETY: the caller checked that every read is in bounds; masked-off lanes are not read.
         unsafe {
-            let mut q = 0;
-            while q < qn {
-                let v0 = _mm512_loadu_ps(g0.add(q));
-                let v1 = _mm512_loadu_ps(g1.add(q));
-                let x0 = _mm512_loadu_ps(xp.add(q + o0));
-                a00 = _mm512_fmadd_ps(v0, x0, a00);
-                a10 = _mm512_fmadd_ps(v1, x0, a10);
-                let x1 = _mm512_loadu_ps(xp.add(q + o1));
-                a01 = _mm512_fmadd_ps(v0, x1, a01);
-                a11 = _mm512_fmadd_ps(v1, x1, a11);
-                let x2 = _mm512_loadu_ps(xp.add(q + o2));
-                a02 = _mm512_fmadd_ps(v0, x2, a02);
-                a12 = _mm512_fmadd_ps(v1, x2, a12);
-                let x3 = _mm512_loadu_ps(xp.add(q + o3));
-                a03 = _mm512_fmadd_ps(v0, x3, a03);
-                a13 = _mm512_fmadd_ps(v1, x3, a13);
-                let x4 = _mm512_loadu_ps(xp.add(q + o4));
-                a04 = _mm512_fmadd_ps(v0, x4, a04);
-                a14 = _mm512_fmadd_ps(v1, x4, a14);
-                let x5 = _mm512_loadu_ps(xp.add(q + o5));
-                a05 = _mm512_fmadd_ps(v0, x5, a05);
-                a15 = _mm512_fmadd_ps(v1, x5, a15);
-                let x6 = _mm512_loadu_ps(xp.add(q + o6));
-                a06 = _mm512_fmadd_ps(v0, x6, a06);
-                a16 = _mm512_fmadd_ps(v1, x6, a16);
-                let x7 = _mm512_loadu_ps(xp.add(q + o7));
-                a07 = _mm512_fmadd_ps(v0, x7, a07);
-                a17 = _mm512_fmadd_ps(v1, x7, a17);
-                let x8 = _mm512_loadu_ps(xp.add(q + o8));
-                a08 = _mm512_fmadd_ps(v0, x8, a08);
-                a18 = _mm512_fmadd_ps(v1, x8, a18);
-                q += 16;
+            for oh in 0..ho {
+                let xr = xp.add(oh * wp);
+                let go = oh * wo;
+                let mut ow = 0;
+                while ow < wo {
+                    let left = wo - ow;
+                    let tail: __mmask16 = if left >= 16 {
+                        0xffff
+                    } else {
+                        ((1u32 << left) - 1) as u16
+                    };
+                    let k0 = match m {
+                        Some(m) => _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(
+                            tail,
+                            _mm512_maskz_loadu_ps(tail, m[0].add(go + ow)),
+                            zero,
+                        ),
+                        None => tail,
+                    };
+                    let v0 = _mm512_maskz_loadu_ps(k0, g[0].add(go + ow));
+                    let k1 = match m {
+                        Some(m) => _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(
+                            tail,
+                            _mm512_maskz_loadu_ps(tail, m[1].add(go + ow)),
+                            zero,
+                        ),
+                        None => tail,
+                    };
+                    let v1 = _mm512_maskz_loadu_ps(k1, g[1].add(go + ow));
+                    let x0 = _mm512_loadu_ps(xr.add(ow + o0));
+                    a00 = _mm512_fmadd_ps(v0, x0, a00);
+                    a10 = _mm512_fmadd_ps(v1, x0, a10);
+                    let x1 = _mm512_loadu_ps(xr.add(ow + o1));
+                    a01 = _mm512_fmadd_ps(v0, x1, a01);
+                    a11 = _mm512_fmadd_ps(v1, x1, a11);
+                    let x2 = _mm512_loadu_ps(xr.add(ow + o2));
+                    a02 = _mm512_fmadd_ps(v0, x2, a02);
+                    a12 = _mm512_fmadd_ps(v1, x2, a12);
+                    let x3 = _mm512_loadu_ps(xr.add(ow + o3));
+                    a03 = _mm512_fmadd_ps(v0, x3, a03);
+                    a13 = _mm512_fmadd_ps(v1, x3, a13);
+                    let x4 = _mm512_loadu_ps(xr.add(ow + o4));
+                    a04 = _mm512_fmadd_ps(v0, x4, a04);
+                    a14 = _mm512_fmadd_ps(v1, x4, a14);
+                    let x5 = _mm512_loadu_ps(xr.add(ow + o5));
+                    a05 = _mm512_fmadd_ps(v0, x5, a05);
+                    a15 = _mm512_fmadd_ps(v1, x5, a15);
+                    let x6 = _mm512_loadu_ps(xr.add(ow + o6));
+                    a06 = _mm512_fmadd_ps(v0, x6, a06);
+                    a16 = _mm512_fmadd_ps(v1, x6, a16);
+                    let x7 = _mm512_loadu_ps(xr.add(ow + o7));
+                    a07 = _mm512_fmadd_ps(v0, x7, a07);
+                    a17 = _mm512_fmadd_ps(v1, x7, a17);
+                    let x8 = _mm512_loadu_ps(xr.add(ow + o8));
+                    a08 = _mm512_fmadd_ps(v0, x8, a08);
+                    a18 = _mm512_fmadd_ps(v1, x8, a18);
+                    ow += 16;
+                }
             }
         }
         sums[0] = [
@@ -280,89 +344,122 @@ mod x86 {
 
     /// AVX-512 kernel for 3 output-gradient row(s): 27 zmm partial sums.
     #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw")]
-    pub(super) unsafe fn dots3(
-        g: &[&[f32]],
-        x: &[f32],
+    pub(super) unsafe fn rows3(
+        g: [*const f32; RB],
+        m: Option<[*const f32; RB]>,
+        xp: *const f32,
         offs: &[usize; TAPS],
-        qn: usize,
+        rows: Rows,
         sums: &mut [[f32; TAPS]; RB],
     ) {
-        let g0 = g[0].as_ptr();
-        let g1 = g[1].as_ptr();
-        let g2 = g[2].as_ptr();
-        let xp = x.as_ptr();
+        let Rows { ho, wo, wp } = rows;
         let [o0, o1, o2, o3, o4, o5, o6, o7, o8] = *offs;
-        let mut a00 = _mm512_setzero_ps();
-        let mut a01 = _mm512_setzero_ps();
-        let mut a02 = _mm512_setzero_ps();
-        let mut a03 = _mm512_setzero_ps();
-        let mut a04 = _mm512_setzero_ps();
-        let mut a05 = _mm512_setzero_ps();
-        let mut a06 = _mm512_setzero_ps();
-        let mut a07 = _mm512_setzero_ps();
-        let mut a08 = _mm512_setzero_ps();
-        let mut a10 = _mm512_setzero_ps();
-        let mut a11 = _mm512_setzero_ps();
-        let mut a12 = _mm512_setzero_ps();
-        let mut a13 = _mm512_setzero_ps();
-        let mut a14 = _mm512_setzero_ps();
-        let mut a15 = _mm512_setzero_ps();
-        let mut a16 = _mm512_setzero_ps();
-        let mut a17 = _mm512_setzero_ps();
-        let mut a18 = _mm512_setzero_ps();
-        let mut a20 = _mm512_setzero_ps();
-        let mut a21 = _mm512_setzero_ps();
-        let mut a22 = _mm512_setzero_ps();
-        let mut a23 = _mm512_setzero_ps();
-        let mut a24 = _mm512_setzero_ps();
-        let mut a25 = _mm512_setzero_ps();
-        let mut a26 = _mm512_setzero_ps();
-        let mut a27 = _mm512_setzero_ps();
-        let mut a28 = _mm512_setzero_ps();
-        // SAFETY: the caller checked that every read is in bounds.
+        let zero = _mm512_setzero_ps();
+        let mut a00 = zero;
+        let mut a01 = zero;
+        let mut a02 = zero;
+        let mut a03 = zero;
+        let mut a04 = zero;
+        let mut a05 = zero;
+        let mut a06 = zero;
+        let mut a07 = zero;
+        let mut a08 = zero;
+        let mut a10 = zero;
+        let mut a11 = zero;
+        let mut a12 = zero;
+        let mut a13 = zero;
+        let mut a14 = zero;
+        let mut a15 = zero;
+        let mut a16 = zero;
+        let mut a17 = zero;
+        let mut a18 = zero;
+        let mut a20 = zero;
+        let mut a21 = zero;
+        let mut a22 = zero;
+        let mut a23 = zero;
+        let mut a24 = zero;
+        let mut a25 = zero;
+        let mut a26 = zero;
+        let mut a27 = zero;
+        let mut a28 = zero;
+        // SAFETY: the caller checked that every read is in bounds; masked-off lanes are not read.
         unsafe {
-            let mut q = 0;
-            while q < qn {
-                let v0 = _mm512_loadu_ps(g0.add(q));
-                let v1 = _mm512_loadu_ps(g1.add(q));
-                let v2 = _mm512_loadu_ps(g2.add(q));
-                let x0 = _mm512_loadu_ps(xp.add(q + o0));
-                a00 = _mm512_fmadd_ps(v0, x0, a00);
-                a10 = _mm512_fmadd_ps(v1, x0, a10);
-                a20 = _mm512_fmadd_ps(v2, x0, a20);
-                let x1 = _mm512_loadu_ps(xp.add(q + o1));
-                a01 = _mm512_fmadd_ps(v0, x1, a01);
-                a11 = _mm512_fmadd_ps(v1, x1, a11);
-                a21 = _mm512_fmadd_ps(v2, x1, a21);
-                let x2 = _mm512_loadu_ps(xp.add(q + o2));
-                a02 = _mm512_fmadd_ps(v0, x2, a02);
-                a12 = _mm512_fmadd_ps(v1, x2, a12);
-                a22 = _mm512_fmadd_ps(v2, x2, a22);
-                let x3 = _mm512_loadu_ps(xp.add(q + o3));
-                a03 = _mm512_fmadd_ps(v0, x3, a03);
-                a13 = _mm512_fmadd_ps(v1, x3, a13);
-                a23 = _mm512_fmadd_ps(v2, x3, a23);
-                let x4 = _mm512_loadu_ps(xp.add(q + o4));
-                a04 = _mm512_fmadd_ps(v0, x4, a04);
-                a14 = _mm512_fmadd_ps(v1, x4, a14);
-                a24 = _mm512_fmadd_ps(v2, x4, a24);
-                let x5 = _mm512_loadu_ps(xp.add(q + o5));
-                a05 = _mm512_fmadd_ps(v0, x5, a05);
-                a15 = _mm512_fmadd_ps(v1, x5, a15);
-                a25 = _mm512_fmadd_ps(v2, x5, a25);
-                let x6 = _mm512_loadu_ps(xp.add(q + o6));
-                a06 = _mm512_fmadd_ps(v0, x6, a06);
-                a16 = _mm512_fmadd_ps(v1, x6, a16);
-                a26 = _mm512_fmadd_ps(v2, x6, a26);
-                let x7 = _mm512_loadu_ps(xp.add(q + o7));
-                a07 = _mm512_fmadd_ps(v0, x7, a07);
-                a17 = _mm512_fmadd_ps(v1, x7, a17);
-                a27 = _mm512_fmadd_ps(v2, x7, a27);
-                let x8 = _mm512_loadu_ps(xp.add(q + o8));
-                a08 = _mm512_fmadd_ps(v0, x8, a08);
-                a18 = _mm512_fmadd_ps(v1, x8, a18);
-                a28 = _mm512_fmadd_ps(v2, x8, a28);
-                q += 16;
+            for oh in 0..ho {
+                let xr = xp.add(oh * wp);
+                let go = oh * wo;
+                let mut ow = 0;
+                while ow < wo {
+                    let left = wo - ow;
+                    let tail: __mmask16 = if left >= 16 {
+                        0xffff
+                    } else {
+                        ((1u32 << left) - 1) as u16
+                    };
+                    let k0 = match m {
+                        Some(m) => _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(
+                            tail,
+                            _mm512_maskz_loadu_ps(tail, m[0].add(go + ow)),
+                            zero,
+                        ),
+                        None => tail,
+                    };
+                    let v0 = _mm512_maskz_loadu_ps(k0, g[0].add(go + ow));
+                    let k1 = match m {
+                        Some(m) => _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(
+                            tail,
+                            _mm512_maskz_loadu_ps(tail, m[1].add(go + ow)),
+                            zero,
+                        ),
+                        None => tail,
+                    };
+                    let v1 = _mm512_maskz_loadu_ps(k1, g[1].add(go + ow));
+                    let k2 = match m {
+                        Some(m) => _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(
+                            tail,
+                            _mm512_maskz_loadu_ps(tail, m[2].add(go + ow)),
+                            zero,
+                        ),
+                        None => tail,
+                    };
+                    let v2 = _mm512_maskz_loadu_ps(k2, g[2].add(go + ow));
+                    let x0 = _mm512_loadu_ps(xr.add(ow + o0));
+                    a00 = _mm512_fmadd_ps(v0, x0, a00);
+                    a10 = _mm512_fmadd_ps(v1, x0, a10);
+                    a20 = _mm512_fmadd_ps(v2, x0, a20);
+                    let x1 = _mm512_loadu_ps(xr.add(ow + o1));
+                    a01 = _mm512_fmadd_ps(v0, x1, a01);
+                    a11 = _mm512_fmadd_ps(v1, x1, a11);
+                    a21 = _mm512_fmadd_ps(v2, x1, a21);
+                    let x2 = _mm512_loadu_ps(xr.add(ow + o2));
+                    a02 = _mm512_fmadd_ps(v0, x2, a02);
+                    a12 = _mm512_fmadd_ps(v1, x2, a12);
+                    a22 = _mm512_fmadd_ps(v2, x2, a22);
+                    let x3 = _mm512_loadu_ps(xr.add(ow + o3));
+                    a03 = _mm512_fmadd_ps(v0, x3, a03);
+                    a13 = _mm512_fmadd_ps(v1, x3, a13);
+                    a23 = _mm512_fmadd_ps(v2, x3, a23);
+                    let x4 = _mm512_loadu_ps(xr.add(ow + o4));
+                    a04 = _mm512_fmadd_ps(v0, x4, a04);
+                    a14 = _mm512_fmadd_ps(v1, x4, a14);
+                    a24 = _mm512_fmadd_ps(v2, x4, a24);
+                    let x5 = _mm512_loadu_ps(xr.add(ow + o5));
+                    a05 = _mm512_fmadd_ps(v0, x5, a05);
+                    a15 = _mm512_fmadd_ps(v1, x5, a15);
+                    a25 = _mm512_fmadd_ps(v2, x5, a25);
+                    let x6 = _mm512_loadu_ps(xr.add(ow + o6));
+                    a06 = _mm512_fmadd_ps(v0, x6, a06);
+                    a16 = _mm512_fmadd_ps(v1, x6, a16);
+                    a26 = _mm512_fmadd_ps(v2, x6, a26);
+                    let x7 = _mm512_loadu_ps(xr.add(ow + o7));
+                    a07 = _mm512_fmadd_ps(v0, x7, a07);
+                    a17 = _mm512_fmadd_ps(v1, x7, a17);
+                    a27 = _mm512_fmadd_ps(v2, x7, a27);
+                    let x8 = _mm512_loadu_ps(xr.add(ow + o8));
+                    a08 = _mm512_fmadd_ps(v0, x8, a08);
+                    a18 = _mm512_fmadd_ps(v1, x8, a18);
+                    a28 = _mm512_fmadd_ps(v2, x8, a28);
+                    ow += 16;
+                }
             }
         }
         sums[0] = [
@@ -478,7 +575,7 @@ mod tests {
                 .collect();
             let want = naive(&s, &x, &gy);
             for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
-                let got = weight_grad(isa, &s, &x, &gy);
+                let got = weight_grad(isa, &s, &x, &gy, None);
                 for (g, w) in got.iter().zip(&want) {
                     assert!(
                         (g - w).abs() <= 1e-4 * (1.0 + w.abs()),

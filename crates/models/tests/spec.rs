@@ -167,7 +167,11 @@ fn preprocessing_is_the_data_pipelines_and_keeps_its_json() {
     assert!((255.0 * coeffs[0].0 + coeffs[0].1 - (1.0 - 0.485) / 0.229).abs() < 1e-5);
     assert!((coeffs[2].1 + 0.406 / 0.225).abs() < 1e-6);
     let coeffs = Preprocessing::rescale(1.0 / 255.0).affine_coefficients();
-    assert!(coeffs.iter().all(|&(a, b)| b == 0.0 && (a * 255.0 - 1.0).abs() < 1e-6));
+    assert!(
+        coeffs
+            .iter()
+            .all(|&(a, b)| b == 0.0 && (a * 255.0 - 1.0).abs() < 1e-6)
+    );
     // The JSON shape stored in model specs.
     assert_eq!(
         serde_json::to_string(&Preprocessing::rescale(0.5)).unwrap(),

@@ -75,15 +75,15 @@ pub enum TopError {
 
     /// Reading the features or the data folder failed.
     #[error(transparent)]
-    Extract(#[from] extract::ExtractError),
+    Extract(Box<extract::ExtractError>),
 
     /// Training failed.
     #[error(transparent)]
-    Engine(#[from] engine::EngineError),
+    Engine(Box<engine::EngineError>),
 
     /// The model could not be built or described.
     #[error(transparent)]
-    Model(#[from] models::ModelError),
+    Model(Box<models::ModelError>),
 
     /// An artifact could not be read or written.
     #[error(transparent)]
@@ -92,6 +92,24 @@ pub enum TopError {
     /// A tensor operation failed.
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
+}
+
+impl From<extract::ExtractError> for TopError {
+    fn from(e: extract::ExtractError) -> Self {
+        Self::Extract(Box::new(e))
+    }
+}
+
+impl From<engine::EngineError> for TopError {
+    fn from(e: engine::EngineError) -> Self {
+        Self::Engine(Box::new(e))
+    }
+}
+
+impl From<models::ModelError> for TopError {
+    fn from(e: models::ModelError) -> Self {
+        Self::Model(Box::new(e))
+    }
 }
 
 /// The crate's result type.

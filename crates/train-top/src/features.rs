@@ -33,7 +33,9 @@ pub struct Header {
 /// `text` without a leading `"<path>: "` (the errors of the `extract` crate start with it).
 fn without_path(text: String, path: &Path) -> String {
     let prefix = format!("{}: ", path.display());
-    text.strip_prefix(&prefix).map(str::to_string).unwrap_or(text)
+    text.strip_prefix(&prefix)
+        .map(str::to_string)
+        .unwrap_or(text)
 }
 
 impl Header {

@@ -211,12 +211,16 @@ pub fn run_kfold(
         let (vx, vl) = select(&held_rows)?;
 
         let mut rng = imagedata::rng::substream(seed, "top-init", f as u64);
-        let (model, varmap) = build_top(&spec, pair.train.header.meta.feature_shape, &mut rng, device)?;
+        let (model, varmap) = build_top(
+            &spec,
+            pair.train.header.meta.feature_shape,
+            &mut rng,
+            device,
+        )?;
         let params = Params::all_trainable(&varmap)?;
         let mut train = TensorSource::new(tx, tl, pipeline.top.batch_size)?.shuffled(seed);
         let mut validation = TensorSource::new(vx, vl, pipeline.top.batch_size)?;
-        let mut config =
-            FitConfig::new(pipeline.top.epochs, seed, pipeline.top.optimizer.clone());
+        let mut config = FitConfig::new(pipeline.top.epochs, seed, pipeline.top.optimizer.clone());
         config.keep_best = Some(engine::Metric::ValAcc);
         config.early_stopping = early_stopping(pipeline);
         config.verbosity = Verbosity::Quiet;
@@ -234,9 +238,11 @@ pub fn run_kfold(
             .last()
             .cloned()
             .ok_or_else(|| TopError::Settings("training ran no epoch".into()))?;
-        let best = outcome.best.map_or((last.val_acc.unwrap_or(0.0), last.epoch), |b| {
-            (b.value, b.epoch)
-        });
+        let best = outcome
+            .best
+            .map_or((last.val_acc.unwrap_or(0.0), last.epoch), |b| {
+                (b.value, b.epoch)
+            });
         let out = fold_dir.join(format!("fold-{}", f + 1));
         outcome
             .history

@@ -19,7 +19,8 @@ pub mod views;
 pub use error::{Result, TopError};
 pub use features::{FeaturePair, Features, Header, check_pair, features_digest};
 pub use kfold::{
-    FoldResult, KFoldOptions, KFoldReport, StoredProvenance, kfold_path, run_kfold, stratified_folds,
+    FoldResult, KFoldOptions, KFoldReport, StoredProvenance, kfold_path, run_kfold,
+    stratified_folds,
 };
 pub use train::{
     BestEpoch, MetricsFile, TopOptions, TopOutcome, TopReport, load_pair, metric_of, top_dir,

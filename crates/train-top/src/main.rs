@@ -107,9 +107,9 @@ fn run() -> Result<()> {
             }
             println!("up to date");
         }
-        TopOutcome::Interrupted { epoch, batch } => println!(
-            "interrupted in epoch {epoch} after batch {batch}; continue with --resume"
-        ),
+        TopOutcome::Interrupted { epoch, batch } => {
+            println!("interrupted in epoch {epoch} after batch {batch}; continue with --resume")
+        }
         TopOutcome::Trained(m) => {
             println!(
                 "final epoch {}: {}",

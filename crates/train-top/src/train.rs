@@ -228,8 +228,7 @@ pub fn train_top(pipeline: &Pipeline, options: &TopOptions) -> Result<TopReport>
     let dir = top_dir(&pipeline.data.artifacts);
     let model_path = dir.join("model.safetensors");
     let metrics_path = dir.join("metrics.json");
-    let (train_header, validation_header) =
-        FeaturePair::headers(pipeline, options.use_augmented)?;
+    let (train_header, validation_header) = FeaturePair::headers(pipeline, options.use_augmented)?;
     check_class_mode(pipeline, &train_header.meta.classes)?;
     let settings = training_settings(
         pipeline,

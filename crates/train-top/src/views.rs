@@ -154,7 +154,11 @@ mod tests {
                     assert_eq!((*v as u32 / 3) % 2, l, "rows keep their labels");
                 }
             }
-            let skipped: Vec<Batch> = s.epoch_from(epoch, 1).unwrap().map(|b| b.unwrap()).collect();
+            let skipped: Vec<Batch> = s
+                .epoch_from(epoch, 1)
+                .unwrap()
+                .map(|b| b.unwrap())
+                .collect();
             assert_eq!(
                 skipped[0].labels.to_vec1::<u32>().unwrap(),
                 batches[1].labels.to_vec1::<u32>().unwrap()

@@ -116,11 +116,17 @@ fn files_that_are_not_whole_features_of_the_right_split_are_refused() {
 
     std::fs::copy(dir.join("validation.safetensors"), &train).unwrap();
     let err = refused(&p);
-    assert!(err.contains("holds the validation split, expected train"), "{err}");
+    assert!(
+        err.contains("holds the validation split, expected train"),
+        "{err}"
+    );
 
     std::fs::write(&train, b"definitely not a safetensors file").unwrap();
     let err = refused(&p);
-    assert!(err.contains("train.safetensors") && err.contains("not a valid safetensors"), "{err}");
+    assert!(
+        err.contains("train.safetensors") && err.contains("not a valid safetensors"),
+        "{err}"
+    );
 
     // Another stage's artifact.
     let t = Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
@@ -136,7 +142,10 @@ fn files_that_are_not_whole_features_of_the_right_split_are_refused() {
     extract::extract(&p, &o).unwrap();
     std::fs::copy(dir.join("train.shard-1-of-2.safetensors"), &train).unwrap();
     let err = refused(&p);
-    assert!(err.contains("shard 1/2 only") && err.contains("extract merge"), "{err}");
+    assert!(
+        err.contains("shard 1/2 only") && err.contains("extract merge"),
+        "{err}"
+    );
 
     // Tensors that contradict the metadata.
     std::fs::write(&train, &good).unwrap();
@@ -145,7 +154,10 @@ fn files_that_are_not_whole_features_of_the_right_split_are_refused() {
     let labels = Tensor::zeros(5, DType::U32, &Device::Cpu).unwrap();
     artifact::save(&train, [("features", &short), ("labels", &labels)], &meta).unwrap();
     let err = refused(&p);
-    assert!(err.contains("train.safetensors") && err.contains("[5, 512, 2, 1]"), "{err}");
+    assert!(
+        err.contains("train.safetensors") && err.contains("[5, 512, 2, 1]"),
+        "{err}"
+    );
 
     // Labels out of range.
     let x = Tensor::zeros((12, 512, 2, 1), DType::F32, &Device::Cpu).unwrap();

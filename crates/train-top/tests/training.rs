@@ -61,7 +61,10 @@ fn trains_writes_a_complete_model_folder_and_caches_it() {
     assert_eq!(prov.stage, "train-top");
     // The saved weights are the best epoch's: the same as the engine's keep-best file.
     let (best_t, _) = load(&top.join("checkpoints/best.safetensors"));
-    assert_eq!(bytes(&best_t["top.dense1.weight"]), bytes(&t["top.dense1.weight"]));
+    assert_eq!(
+        bytes(&best_t["top.dense1.weight"]),
+        bytes(&t["top.dense1.weight"])
+    );
     let history = std::fs::read_to_string(top.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 4);
 
@@ -72,7 +75,9 @@ fn trains_writes_a_complete_model_folder_and_caches_it() {
     // Another [top] setting retrains; the kfold count does not matter to the model.
     let kfold = f.pipeline(&["top.kfold=4"]);
     assert!(matches!(
-        train_top::train_top(&kfold, &top_options()).unwrap().outcome,
+        train_top::train_top(&kfold, &top_options())
+            .unwrap()
+            .outcome,
         TopOutcome::UpToDate(_)
     ));
     let longer = f.pipeline(&["top.epochs=4"]);
@@ -82,7 +87,9 @@ fn trains_writes_a_complete_model_folder_and_caches_it() {
     // Features written again (even identical ones) retrain the model.
     extract_features(&longer, &f.weights, true);
     assert!(matches!(
-        train_top::train_top(&longer, &top_options()).unwrap().outcome,
+        train_top::train_top(&longer, &top_options())
+            .unwrap()
+            .outcome,
         TopOutcome::Trained(_)
     ));
     // --force retrains, reproducibly.
@@ -91,7 +98,10 @@ fn trains_writes_a_complete_model_folder_and_caches_it() {
     let before = load(&top.join("model.safetensors")).0;
     train_top::train_top(&longer, &force).unwrap();
     let after = load(&top.join("model.safetensors")).0;
-    assert_eq!(bytes(&before["top.dense1.weight"]), bytes(&after["top.dense1.weight"]));
+    assert_eq!(
+        bytes(&before["top.dense1.weight"]),
+        bytes(&after["top.dense1.weight"])
+    );
 }
 
 #[test]
@@ -170,7 +180,11 @@ fn kfold_reports_every_fold_and_caches_the_report() {
     assert_eq!(report.samples, 18);
     assert_eq!(report.folds.len(), 3);
     assert_eq!(
-        report.folds.iter().map(|r| r.validation_samples).sum::<usize>(),
+        report
+            .folds
+            .iter()
+            .map(|r| r.validation_samples)
+            .sum::<usize>(),
         18
     );
     for r in &report.folds {
@@ -191,7 +205,10 @@ fn kfold_reports_every_fold_and_caches_the_report() {
     let (again, up_to_date) = train_top::run_kfold(&p, &options, &mut |_| {}).unwrap();
     assert!(up_to_date);
     assert_eq!(again, report);
-    let four = KFoldOptions { k: 4, ..options.clone() };
+    let four = KFoldOptions {
+        k: 4,
+        ..options.clone()
+    };
     let (r4, up_to_date) = train_top::run_kfold(&p, &four, &mut |_| {}).unwrap();
     assert!(!up_to_date);
     assert_eq!(r4.folds.len(), 4);

@@ -48,8 +48,12 @@ pub fn write_random_weights(path: &Path, seed: u64) {
         })
         .collect();
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    artifact::save(path, tensors.iter().map(|(n, t)| (n.as_str(), t)), &Default::default())
-        .unwrap();
+    artifact::save(
+        path,
+        tensors.iter().map(|(n, t)| (n.as_str(), t)),
+        &Default::default(),
+    )
+    .unwrap();
 }
 
 /// A random RGB image of `w` × `h` whose colour depends on `class`.
@@ -57,7 +61,11 @@ pub fn random_image(w: u32, h: u32, class: usize, rng: &mut ChaCha8Rng) -> RgbIm
     let base = [(class * 97 % 256) as u8, (class * 31 % 256) as u8, 128];
     RgbImage::from_fn(w, h, |_, _| {
         let n: u8 = rng.random_range(0..64);
-        image::Rgb([base[0].wrapping_add(n), base[1].wrapping_add(n / 2), base[2] ^ n])
+        image::Rgb([
+            base[0].wrapping_add(n),
+            base[1].wrapping_add(n / 2),
+            base[2] ^ n,
+        ])
     })
 }
 

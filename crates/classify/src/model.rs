@@ -1,0 +1,156 @@
+//! Opening a model artifact: everything comes from its metadata.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use imagedata::{Interpolation, TargetSize};
+use models::{
+    MODEL_SPEC_KEY, Model, ModelError, ModelSpec, Network, ResolvedWeights, Vgg16, load_from_spec,
+    resolve_vgg16_weights,
+};
+
+use crate::error::{ClassifyError, Result};
+
+/// The model file inside a stage's output folder.
+pub const MODEL_FILE: &str = "model.safetensors";
+
+/// The metadata key that marks a training checkpoint (written by the engine).
+const CHECKPOINT_FORMAT_KEY: &str = "engine.format";
+
+/// A model rebuilt from its artifact, ready to classify raw images.
+#[derive(Debug)]
+pub struct LoadedModel {
+    /// The artifact file.
+    pub path: PathBuf,
+    /// What the artifact says it holds.
+    pub spec: ModelSpec,
+    /// The resize filter the model's images were prepared with.
+    pub interpolation: Interpolation,
+    /// Whether the artifact records the resize filter (older or foreign artifacts do not; the
+    /// default, `nearest`, is used then).
+    pub interpolation_recorded: bool,
+    /// The VGG16 weights used, for VGG16-based models.
+    pub vgg16: Option<ResolvedWeights>,
+    /// The network, on preprocessed images `[N, 3, H, W]`.
+    pub model: Model,
+    /// The device it runs on.
+    pub device: Device,
+}
+
+impl LoadedModel {
+    /// The input size as an image size.
+    pub fn target_size(&self) -> TargetSize {
+        let (h, w) = self.spec.target_size;
+        TargetSize::new(h as u32, w as u32)
+    }
+
+    /// Class probabilities `[N, classes]` of preprocessed images `x` (see [`probabilities`]).
+    pub fn probabilities(&self, x: &Tensor, tta: bool) -> Result<Tensor> {
+        probabilities(&self.model, x, tta)
+    }
+
+    /// A one-line description: file, architecture, input size, classes.
+    pub fn describe(&self) -> String {
+        let (h, w) = self.spec.target_size;
+        format!(
+            "{} ({}, {h}x{w}, {} classes: {})",
+            self.path.display(),
+            self.spec.architecture,
+            self.spec.classes.len(),
+            self.spec.classes.join(", ")
+        )
+    }
+}
+
+/// Class probabilities `[N, classes]` of preprocessed images `x` `[N, 3, H, W]` in evaluation
+/// mode: `[1 - p, p]` for a one-unit (sigmoid) network, the softmax otherwise. With `tta`,
+/// the mean of the probabilities of the images and of their left-right mirrors.
+pub fn probabilities(network: &dyn Network, x: &Tensor, tta: bool) -> Result<Tensor> {
+    let p = network.predict_proba(x)?;
+    if !tta {
+        return Ok(p);
+    }
+    let mirrored = network.predict_proba(&x.flip(&[3])?)?;
+    Ok(((p + mirrored)? * 0.5)?)
+}
+
+/// The artifact file for `path`: `path/model.safetensors` when `path` is a folder, `path`
+/// itself otherwise. A missing path is an error naming it.
+pub fn model_file(path: &Path) -> Result<PathBuf> {
+    if path.is_dir() {
+        let file = path.join(MODEL_FILE);
+        if !file.exists() {
+            return Err(ClassifyError::NoModel {
+                path: file,
+                hint: " (train the model first; a stage writes it when training completes)".into(),
+            });
+        }
+        return Ok(file);
+    }
+    if !path.exists() {
+        return Err(ClassifyError::NoModel {
+            path: path.to_path_buf(),
+            hint: String::new(),
+        });
+    }
+    Ok(path.to_path_buf())
+}
+
+/// Opens the model artifact at `path` (a file, or a stage's folder holding
+/// `model.safetensors`) on `device`: reads its spec and resize filter from the metadata,
+/// resolves the VGG16 weights for VGG16-based models (`weights`, then
+/// `LITTLEDATA_VGG16_WEIGHTS`, then the hf-hub cache; the file's digest must be the one the
+/// model was built with) and loads every weight, checking names and shapes against the spec.
+pub fn load_model(path: &Path, weights: Option<&Path>, device: &Device) -> Result<LoadedModel> {
+    let path = model_file(path)?;
+    let meta = artifact::read_metadata(&path)?;
+    if !meta.contains_key(MODEL_SPEC_KEY) {
+        let reason = if meta.contains_key(CHECKPOINT_FORMAT_KEY) {
+            format!(
+                "it is a training checkpoint; pass the stage's {MODEL_FILE} (or \
+                 checkpoints/best.safetensors)"
+            )
+        } else {
+            format!("its metadata has no `{MODEL_SPEC_KEY}`")
+        };
+        return Err(ClassifyError::NotAModel { path, reason });
+    }
+    let spec = ModelSpec::from_metadata(&meta, &path)?;
+    let (interpolation, interpolation_recorded) = match meta.get(engine::INTERPOLATION_KEY) {
+        Some(raw) => (
+            serde_json::from_str(raw).map_err(|e| ClassifyError::NotAModel {
+                path: path.clone(),
+                reason: format!("metadata `{}`: {e}", engine::INTERPOLATION_KEY),
+            })?,
+            true,
+        ),
+        None => (Interpolation::default(), false),
+    };
+    let (vgg16, base) = if spec.architecture.needs_vgg16() {
+        let resolved = resolve_vgg16_weights(weights)?;
+        let expected = spec.vgg16_sha256.clone().unwrap_or_default();
+        if !resolved.sha256.eq_ignore_ascii_case(&expected) {
+            return Err(ModelError::WeightsDigestMismatch {
+                path: resolved.path,
+                expected,
+                found: resolved.sha256,
+            }
+            .into());
+        }
+        let base = Vgg16::load_resolved(&resolved, device)?;
+        (Some(resolved), Some(base))
+    } else {
+        (None, None)
+    };
+    let (tensors, _) = artifact::load(&path, device)?;
+    let (model, _) = load_from_spec(&spec, &tensors, &path, base.as_ref(), device)?;
+    Ok(LoadedModel {
+        path,
+        spec,
+        interpolation,
+        interpolation_recorded,
+        vgg16,
+        model,
+        device: device.clone(),
+    })
+}
