@@ -18,6 +18,18 @@ split *ARGS:
 preview *ARGS:
     cargo run {{cargo_flags}} -p preview -- --pipeline {{pipeline}} {{ARGS}}
 
+# Train the small convnet from scratch (method 1); `--resume` continues an interrupted run.
+train-small *ARGS:
+    cargo run {{cargo_flags}} -p train-small -- --pipeline {{pipeline}} {{ARGS}}
+
+# Accuracy, loss, confusion matrix and per-class precision/recall/F1 of a model artifact.
+evaluate MODEL="artifacts/small_cnn" DATA="data/validation" *ARGS:
+    cargo run {{cargo_flags}} -p classify -- evaluate --model {{MODEL}} --data {{DATA}} {{ARGS}}
+
+# The predicted class and its probability for each image.
+predict MODEL *IMAGES:
+    cargo run {{cargo_flags}} -p classify -- predict --model {{MODEL}} {{IMAGES}}
+
 # Fine-tune VGG16 block 5 + the trained top model (method 3); `--live` for live augmentation.
 finetune *ARGS:
     cargo run {{cargo_flags}} -p finetune -- --pipeline {{pipeline}} {{ARGS}}

@@ -66,7 +66,7 @@ if [ "$GPU" = 1 ]; then
         export CUDA_COMPUTE_CAP
     fi
     echo "== CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP"
-    FEATURES=(--features finetune/cuda)
+    FEATURES=(--features "finetune/cuda extract/cuda")
 else
     echo "== dry run on --device $DEVICE (no GPU involved)"
 fi
@@ -81,7 +81,8 @@ if [ "$BUILD" = 1 ]; then
     fi
     echo "== cargo: $(cargo --version)"
     t=$(now)
-    # One build for every binary, so they share one CUDA-enabled candle (features unify).
+    # One build for every binary: they share one CUDA-enabled candle (features unify, so
+    # prep and train-top get it too).
     # shellcheck disable=SC2086
     cargo build --release --locked ${CARGO_FLAGS:-} \
         -p prep -p extract -p train-top -p finetune "${FEATURES[@]}"

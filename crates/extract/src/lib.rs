@@ -18,6 +18,8 @@
 //! `i·K + v` is view `v` of image `i`). Each holds `features` `[rows, 512, h, w]` f32 and
 //! `labels` `[rows]` u32.
 
+#![warn(missing_docs)]
+
 pub mod data;
 pub mod error;
 pub mod extractor;

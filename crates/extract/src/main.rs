@@ -2,7 +2,7 @@
 //! and cache its outputs (bottleneck features) for `train-top`.
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{Parser, ValueEnum};
 use extract::{ExtractOptions, MergeOptions, Outcome, Shard};
 use pipeline::StageArgs;
 use std::path::PathBuf;
@@ -12,8 +12,12 @@ use std::path::PathBuf;
 /// of every image, with labels, file lists and provenance. Files already up to date with the
 /// images, settings and weights are left alone.
 #[derive(Debug, Parser)]
-#[command(version, about, args_conflicts_with_subcommands = true)]
+#[command(version, about)]
 struct Cli {
+    /// `merge`: join complete sets of shard files into the single files a whole run writes
+    /// (leave out to extract).
+    #[arg(value_enum)]
+    action: Option<Action>,
     #[command(flatten)]
     stage: StageArgs,
     /// VGG16 weights file (overrides `bottleneck.weights`; unset: LITTLEDATA_VGG16_WEIGHTS,
@@ -24,24 +28,37 @@ struct Cli {
     /// `<file>.shard-i-of-n.safetensors`; join a complete set with `extract merge`.
     #[arg(long, value_name = "I/N")]
     shard: Option<Shard>,
-    #[command(subcommand)]
-    command: Option<Command>,
+    /// With `merge`: keep the shard files after merging (they are removed otherwise).
+    #[arg(long)]
+    keep_shards: bool,
 }
 
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Join complete sets of shard files into the single files a whole run writes.
-    Merge {
-        #[command(flatten)]
-        stage: StageArgs,
-        /// Keep the shard files after merging (they are removed otherwise).
-        #[arg(long)]
-        keep_shards: bool,
-    },
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Action {
+    /// Join complete sets of shard files.
+    Merge,
 }
 
 fn main() -> std::process::ExitCode {
     pipeline::run_main(run)
+}
+
+/// A stop flag set by Ctrl-C: extraction stops after the current batch and leaves no partial
+/// file; a second Ctrl-C exits at once.
+fn ctrl_c() -> Result<engine::Interrupt> {
+    let stop = engine::Interrupt::new();
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.is_triggered() {
+            eprintln!("\nInterrupted again: exiting now.");
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\nInterrupt received: stopping after the current batch (Ctrl-C again quits at once)."
+        );
+        flag.trigger();
+    })?;
+    Ok(stop)
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -50,13 +67,16 @@ fn mib(bytes: u64) -> f64 {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::Merge { stage, keep_shards }) = &cli.command {
-        let pipeline = stage.load()?;
+    if cli.action == Some(Action::Merge) {
+        if cli.shard.is_some() || cli.weights.is_some() {
+            anyhow::bail!("merge takes no --shard or --weights: it joins the shards as they are");
+        }
+        let pipeline = cli.stage.load()?;
         let report = extract::merge(
             &pipeline,
             &MergeOptions {
-                force: stage.force,
-                keep_shards: *keep_shards,
+                force: cli.stage.force,
+                keep_shards: cli.keep_shards,
             },
         )?;
         for f in &report.files {
@@ -74,13 +94,16 @@ fn run() -> Result<()> {
         return Ok(());
     }
 
+    if cli.keep_shards {
+        anyhow::bail!("--keep-shards only applies to `extract merge`");
+    }
     let pipeline = cli.stage.load()?;
     let device = cli.stage.device.open()?;
     let mut options = ExtractOptions::new(device.clone());
     options.weights = cli.weights.clone();
     options.shard = cli.shard;
     options.force = cli.stage.force;
-    options.interrupt = Some(engine::Interrupt::ctrl_c()?);
+    options.interrupt = Some(ctrl_c()?);
     let report = extract::extract(&pipeline, &options)?;
 
     for f in &report.files {

@@ -195,9 +195,14 @@ fn decode_checked(
     limits: &Limits,
 ) -> Result<RgbImage, DataError> {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
-    // Headers are parsed with generous limits so that the dimensions can be reported; the real
-    // limits are checked below, before anything is allocated.
-    reader.no_limits();
+    // Headers are parsed without dimension limits so that the claimed size can be reported;
+    // the dimension limits are checked below, before any pixel buffer is allocated. The
+    // allocation limit applies throughout (it also bounds metadata such as PNG text chunks).
+    let mut header_limits = image::Limits::default();
+    header_limits.max_image_width = None;
+    header_limits.max_image_height = None;
+    header_limits.max_alloc = Some(limits.max_alloc);
+    reader.limits(header_limits);
     let mut decoder = reader
         .into_decoder()
         .map_err(|e| map_image_error(e, format, path))?;
@@ -250,11 +255,9 @@ fn map_image_error(err: ImageError, format: Format, path: &Path) -> DataError {
             }
         }
         ImageError::IoError(source) => DataError::Io { path, source },
-        ImageError::Limits(e) => DataError::TooLarge {
+        ImageError::Limits(e) => DataError::OverLimit {
             path,
-            width: 0,
-            height: 0,
-            limit: e.to_string(),
+            detail: e.to_string(),
         },
         ImageError::Unsupported(e) => DataError::Unsupported {
             path,

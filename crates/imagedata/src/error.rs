@@ -70,6 +70,15 @@ pub enum DataError {
         /// The limit that was exceeded, in words.
         limit: String,
     },
+    /// Decoding would exceed the configured [`crate::decode::Limits`] (reported by the decoder
+    /// before the image size was known, for example for oversized metadata).
+    #[error("{}: exceeds the decoding limits: {detail}", path.display())]
+    OverLimit {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's description of the limit.
+        detail: String,
+    },
     /// The decoder panicked on this file (a decoder bug triggered by malformed data).
     #[error("{}: the image decoder failed unexpectedly: {detail}", path.display())]
     DecoderPanic {
@@ -121,6 +130,7 @@ impl DataError {
             | DataError::Truncated { path, .. }
             | DataError::Corrupt { path, .. }
             | DataError::TooLarge { path, .. }
+            | DataError::OverLimit { path, .. }
             | DataError::DecoderPanic { path, .. }
             | DataError::Dataset { path, .. }
             | DataError::Write { path, .. } => Some(path),

@@ -257,7 +257,19 @@ fn headers_claiming_huge_sizes_are_refused_before_decoding() {
         ..Limits::default()
     };
     let err = load_rgb(&small, &tight).unwrap_err();
-    assert!(matches!(err, DataError::TooLarge { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            DataError::TooLarge { .. } | DataError::OverLimit { .. }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}: ", small.display())),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("0x0"), "{err}");
     let narrow = Limits {
         max_width: 3,
         ..Limits::default()

@@ -10,6 +10,8 @@
 //! - [`kfold`]: stratified k-fold cross-validation on train + validation pooled
 //!   ([`run_kfold`], [`stratified_folds`]).
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod features;
 pub mod kfold;
@@ -23,8 +25,8 @@ pub use kfold::{
     stratified_folds,
 };
 pub use train::{
-    BestEpoch, MetricsFile, TopOptions, TopOutcome, TopReport, load_pair, metric_of, top_dir,
-    train_top, training_settings,
+    BestEpoch, MetricsFile, TopOptions, TopOutcome, TopReport, metric_of, top_dir, train_top,
+    training_settings,
 };
 pub use views::ViewSource;
 

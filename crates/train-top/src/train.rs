@@ -350,8 +350,3 @@ pub fn train_top(pipeline: &Pipeline, options: &TopOptions) -> Result<TopReport>
         outcome: TopOutcome::Trained(metrics),
     })
 }
-
-/// Loads the training and validation features the stage would use (for tools and tests).
-pub fn load_pair(pipeline: &Pipeline, augmented: bool, device: &Device) -> Result<FeaturePair> {
-    FeaturePair::load(pipeline, augmented, device)
-}

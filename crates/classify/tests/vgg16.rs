@@ -1,0 +1,128 @@
+//! VGG16-based artifacts (`vgg16_top`, `vgg16_finetune`) through the same commands, with the
+//! pretrained conv base from the shared data folder.
+
+mod common;
+
+use candle_core::Device;
+use candle_nn::VarMap;
+use common::*;
+use imagedata::{Interpolation, Limits, Preprocessing, TargetSize};
+use models::{Architecture, ModelSpec, Network, Vgg16};
+
+#[test]
+fn vgg16_models_predict_and_evaluate_from_their_artifacts() {
+    let Some(shared) = shared() else { return };
+    let weights = shared.join("models/vgg16_imagenet_features.safetensors");
+    let resolved = models::resolve_vgg16_weights(Some(&weights)).unwrap();
+    let base = Vgg16::load_resolved(&resolved, &Device::Cpu).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (bright, dark) = write_fixture(&root.join("data"));
+    let images = [&bright[0], &dark[3]];
+    let size = TargetSize::new(SIDE, SIDE);
+    let loaded: Vec<_> = images
+        .iter()
+        .map(|p| {
+            imagedata::load_resized(p, size, Interpolation::Nearest, &Limits::default()).unwrap()
+        })
+        .collect();
+    let x = imagedata::images_to_tensor(&loaded, &Preprocessing::imagenet(), &Device::Cpu).unwrap();
+
+    for architecture in [Architecture::Vgg16Top, Architecture::Vgg16Finetune] {
+        let spec = ModelSpec::new(
+            architecture,
+            vec!["bright".into(), "dark".into()],
+            (SIDE as usize, SIDE as usize),
+            Preprocessing::imagenet(),
+            Some(resolved.sha256.clone()),
+        )
+        .unwrap();
+        let varmap = VarMap::new();
+        let model = models::build_from_spec(&spec, &varmap, Some(&base), &Device::Cpu).unwrap();
+        let expected = model.predict_proba(&x).unwrap().to_vec2::<f32>().unwrap();
+        let path = root.join(format!("{architecture}.safetensors"));
+        save(&path, &varmap_tensors(&varmap), &model_metadata(&spec));
+
+        let json = root.join(format!("{architecture}.json"));
+        let mut args = vec![
+            "predict",
+            "--model",
+            path.to_str().unwrap(),
+            "--weights",
+            weights.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ];
+        args.extend(images.iter().map(|p| p.to_str().unwrap()));
+        let stdout = run_ok(&args);
+        assert_eq!(stdout.lines().count(), 2, "{stdout}");
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        for (p, want) in report["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(&expected)
+        {
+            let got: Vec<f64> = p["probabilities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            for (g, w) in got.iter().zip(want) {
+                assert!(
+                    (g - f64::from(*w)).abs() < 1e-5,
+                    "{architecture}: {got:?} vs {want:?}"
+                );
+            }
+        }
+
+        // The same weights through the environment variable, evaluating a folder.
+        let out = run(
+            &[
+                "evaluate",
+                "--model",
+                path.to_str().unwrap(),
+                "--data",
+                root.join("data").to_str().unwrap(),
+            ],
+            &[("LITTLEDATA_VGG16_WEIGHTS", weights.to_str().unwrap())],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("/7 images)"), "{stdout}");
+        assert!(
+            stderr.contains(&format!("({architecture}, 32x32")),
+            "{stderr}"
+        );
+    }
+
+    // Weights other than those the model was built with are refused.
+    let spec = ModelSpec::new(
+        Architecture::Vgg16Top,
+        vec!["bright".into(), "dark".into()],
+        (SIDE as usize, SIDE as usize),
+        Preprocessing::imagenet(),
+        Some("0".repeat(64)),
+    )
+    .unwrap();
+    let path = root.join("other_base.safetensors");
+    save(
+        &path,
+        &std::collections::BTreeMap::new(),
+        &model_metadata(&spec),
+    );
+    let err = run_err(&[
+        "predict",
+        "--model",
+        path.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        bright[0].to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("sha256") && err.contains(&"0".repeat(64)),
+        "{err}"
+    );
+}
