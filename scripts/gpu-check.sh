@@ -72,7 +72,7 @@ else
 fi
 echo "== CPU: $(nproc) cores; photos: $SOURCE; weights: $WEIGHTS"
 
-BIN=$ROOT/target/release
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 if [ "$BUILD" = 1 ]; then
     command -v cargo >/dev/null || die "cargo not found: a Rust toolchain is needed to build"
     if [ "$GPU" = 1 ]; then

@@ -16,6 +16,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 
+// The stage binaries' allocator: keeps large blocks instead of returning them to the system
+// after every step (glibc's malloc re-mmaps every buffer over 32 MiB and page-faults it in).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// VGG16 conv layers: (input channels, output channels, max-pool after).
 const VGG16: [(usize, usize, bool); 13] = [
     (3, 64, false),
