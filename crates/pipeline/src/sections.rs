@@ -251,6 +251,15 @@ pub enum Monitor {
     ValLoss,
 }
 
+impl From<Monitor> for engine::Metric {
+    fn from(m: Monitor) -> Self {
+        match m {
+            Monitor::ValAcc => engine::Metric::ValAcc,
+            Monitor::ValLoss => engine::Metric::ValLoss,
+        }
+    }
+}
+
 fn check_optimizer(section: &str, cfg: &OptimizerConfig) -> Result<(), ConfigError> {
     cfg.validate().map_err(|e| match e {
         engine::EngineError::Config { key, reason } => {

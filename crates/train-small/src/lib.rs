@@ -22,7 +22,7 @@ pub mod train;
 pub use data::{load_flow, resolve_class_mode};
 pub use error::{Result, TrainError};
 pub use train::{
-    BestEpoch, Metrics, Timing, TrainOptions, TrainOutcome, TrainReport, metric_of, small_cnn_dir,
+    BestEpoch, Metrics, Timing, TrainOptions, TrainOutcome, TrainReport, small_cnn_dir,
     train_small, training_settings,
 };
 

@@ -13,7 +13,7 @@ use engine::{
 use extract::{Split, SplitData};
 use imagedata::{ClassMode, FlowOptions, ImageDataGenerator};
 use models::{Architecture, ModelSpec, SmallCnn, SmallCnnConfig};
-use pipeline::{Monitor, Pipeline};
+use pipeline::Pipeline;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{load_flow, resolve_class_mode};
@@ -31,14 +31,6 @@ const PREFETCH: usize = 2;
 /// The stage's output folder, `<artifacts>/small_cnn`.
 pub fn small_cnn_dir(artifacts: &Path) -> PathBuf {
     artifacts.join("small_cnn")
-}
-
-/// The engine metric of a pipeline `monitor`.
-pub fn metric_of(monitor: Monitor) -> Metric {
-    match monitor {
-        Monitor::ValAcc => Metric::ValAcc,
-        Monitor::ValLoss => Metric::ValLoss,
-    }
 }
 
 /// The settings that determine a trained model besides its images: every `[small_cnn]` key
@@ -445,7 +437,7 @@ pub fn train_small(pipeline: &Pipeline, options: &TrainOptions) -> Result<TrainR
         engine::INTERPOLATION_KEY.into(),
         serde_json::to_string(&interpolation).unwrap_or_default(),
     );
-    let metric = metric_of(s.monitor);
+    let metric = Metric::from(s.monitor);
     let mut config = FitConfig::new(s.epochs, seed, s.optimizer.clone());
     config.out_dir = Some(dir.clone());
     config.resume = options.resume;
