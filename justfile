@@ -30,6 +30,15 @@ evaluate MODEL="artifacts/small_cnn" DATA="data/validation" *ARGS:
 predict MODEL *IMAGES:
     cargo run {{cargo_flags}} -p classify -- predict --model {{MODEL}} {{IMAGES}}
 
+# Cache VGG16 conv-base features of data/train and data/validation (method 2, part 1);
+# `--shard i/n` computes one slice, `merge` joins the slices.
+extract-bottlenecks *ARGS:
+    cargo run {{cargo_flags}} -p extract -- --pipeline {{pipeline}} {{ARGS}}
+
+# Train the top model on the cached features (method 2, part 2); `--kfold K` for k-fold.
+train-top *ARGS:
+    cargo run {{cargo_flags}} -p train-top -- --pipeline {{pipeline}} {{ARGS}}
+
 # Fine-tune VGG16 block 5 + the trained top model (method 3); `--live` for live augmentation.
 finetune *ARGS:
     cargo run {{cargo_flags}} -p finetune -- --pipeline {{pipeline}} {{ARGS}}

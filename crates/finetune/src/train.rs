@@ -19,7 +19,7 @@ use imagedata::{ClassMode, DirectoryOptions, FlowOptions, ImageDataGenerator, Ta
 use models::{Architecture, ModelSpec, Vgg16, Vgg16Top, resolve_vgg16_weights};
 use pipeline::Pipeline;
 use serde::{Deserialize, Serialize};
-use train_top::{BestEpoch, ViewSource, metric_of};
+use train_top::{BestEpoch, ViewSource};
 
 use crate::cache::{CacheKind, CacheOutcome, CachePlan, DEFAULT_PART_IMAGES, finetune_dir};
 use crate::error::{FinetuneError, Result};
@@ -198,7 +198,7 @@ pub fn training_settings(pipeline: &Pipeline, mode: TrainingMode) -> serde_json:
         "optimizer": f.optimizer,
         "augment": f.augment,
         "early_stopping_patience": f.early_stopping_patience,
-        "monitor": metric_of(f.monitor).name(),
+        "monitor": engine::Metric::from(f.monitor).name(),
         "seed": pipeline.data.seed,
         "target_size": pipeline.data.target_size,
         "interpolation": pipeline.data.interpolation,
@@ -480,7 +480,7 @@ pub fn finetune(pipeline: &Pipeline, options: &FinetuneOptions) -> Result<Finetu
         engine::INTERPOLATION_KEY.into(),
         serde_json::to_string(&pipeline.data.interpolation).unwrap_or_default(),
     );
-    let metric = metric_of(f.monitor);
+    let metric = engine::Metric::from(f.monitor);
     let mut config = FitConfig::new(f.epochs, seed, f.optimizer.clone());
     config.out_dir = Some(dir.clone());
     config.resume = options.resume;

@@ -25,7 +25,7 @@ pub use kfold::{
     stratified_folds,
 };
 pub use train::{
-    BestEpoch, MetricsFile, TopOptions, TopOutcome, TopReport, metric_of, top_dir, train_top,
+    BestEpoch, MetricsFile, TopOptions, TopOutcome, TopReport, top_dir, train_top,
     training_settings,
 };
 pub use views::ViewSource;

@@ -14,7 +14,7 @@ use engine::{
 };
 use imagedata::ClassMode;
 use models::{Architecture, ModelSpec, TopModel, TopModelConfig};
-use pipeline::{Monitor, Pipeline};
+use pipeline::Pipeline;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TopError};
@@ -26,14 +26,6 @@ pub fn top_dir(artifacts: &Path) -> PathBuf {
     artifacts.join("top")
 }
 
-/// The engine metric of a pipeline `monitor`.
-pub fn metric_of(monitor: Monitor) -> Metric {
-    match monitor {
-        Monitor::ValAcc => Metric::ValAcc,
-        Monitor::ValLoss => Metric::ValLoss,
-    }
-}
-
 /// The settings that determine a trained top model besides its features: `[top]` (less
 /// `kfold`), the seed, and `extra` (the stage's flags).
 pub fn training_settings(pipeline: &Pipeline, extra: serde_json::Value) -> serde_json::Value {
@@ -43,7 +35,7 @@ pub fn training_settings(pipeline: &Pipeline, extra: serde_json::Value) -> serde
         "batch_size": t.batch_size,
         "optimizer": t.optimizer,
         "early_stopping_patience": t.early_stopping_patience,
-        "monitor": metric_of(t.monitor).name(),
+        "monitor": Metric::from(t.monitor).name(),
         "seed": pipeline.data.seed,
         "extra": extra,
     })
@@ -210,7 +202,7 @@ pub(crate) fn early_stopping(pipeline: &Pipeline) -> Option<EarlyStopping> {
         .top
         .early_stopping_patience
         .map(|patience| EarlyStopping {
-            monitor: metric_of(pipeline.top.monitor),
+            monitor: Metric::from(pipeline.top.monitor),
             patience,
             min_delta: 0.0,
         })
@@ -269,7 +261,7 @@ pub fn train_top(pipeline: &Pipeline, options: &TopOptions) -> Result<TopReport>
     let mut validation_source =
         TensorSource::new(validation.x.clone(), validation.labels.clone(), batch_size)?;
 
-    let metric = metric_of(pipeline.top.monitor);
+    let metric = Metric::from(pipeline.top.monitor);
     let mut spec_meta = Metadata::new();
     spec.insert_into(&mut spec_meta);
     let mut config = FitConfig::new(pipeline.top.epochs, seed, pipeline.top.optimizer.clone());
