@@ -5,6 +5,8 @@
 pipeline := env_var_or_default("LITTLEDATA_PIPELINE", "pipelines/blog.toml")
 # Extra cargo flags, e.g. `just cargo_flags="--release --features cuda" finetune --device cuda`.
 cargo_flags := "--release"
+# The pipeline file of `just demo`.
+demo_pipeline := "pipelines/demo.toml"
 
 # List the recipes.
 default:
@@ -43,9 +45,34 @@ train-top *ARGS:
 finetune *ARGS:
     cargo run {{cargo_flags}} -p finetune -- --pipeline {{pipeline}} {{ARGS}}
 
+# A report comparing the three methods, rebuilt from the artifacts alone.
+report *ARGS:
+    cargo run {{cargo_flags}} -p report -- --pipeline {{pipeline}} {{ARGS}}
+
+# Stage by stage (scripts/chain.sh): split (when the data folder has no train/), preview,
+# train-small, extract-bottlenecks, train-top, finetune, evaluate each model, report; a stage
+# whose artifacts are up to date does nothing. ARGS (`--set`, `--seed`) go to every stage.
+# The whole post with the pipeline file, then each stage's wall time.
+all *ARGS:
+    CARGO_FLAGS="{{cargo_flags}}" scripts/chain.sh {{pipeline}} {{ARGS}}
+
+# pipelines/demo.toml: 200 + 100 images per class, 5 epochs per stage, into data/demo and
+# artifacts/demo.
+# `just all` on a small slice, in minutes on a laptop CPU; ends with where the report is.
+demo *ARGS:
+    CARGO_FLAGS="{{cargo_flags}}" scripts/chain.sh {{demo_pipeline}} {{ARGS}}
+
+# scripts/smoke.sh: pipelines/smoke.toml into target/smoke; the second run must find every
+# stage up to date. Needs LITTLEDATA_SHARED (skipped without it, a failure under CI).
+# The whole chain on a handful of shared photos, twice.
+smoke:
+    CARGO_FLAGS="{{cargo_flags}}" scripts/smoke.sh
+
+# The workspace's tests, then the smoke run of the chain on the debug build they made.
 # Run every test (the CI command).
 test:
     cargo test --workspace --locked
+    CARGO_FLAGS=--locked scripts/smoke.sh
 
 # Formatting and lints, as CI checks them.
 lint:

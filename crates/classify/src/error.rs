@@ -32,18 +32,13 @@ pub enum ClassifyError {
         reason: String,
     },
 
-    /// An output file could not be written.
-    #[error("{}: {reason}", path.display())]
-    Output {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
-
     /// An image or a class folder could not be read.
     #[error(transparent)]
     Data(Box<imagedata::DataError>),
+
+    /// The data folder could not be digested.
+    #[error(transparent)]
+    Digest(Box<extract::ExtractError>),
 
     /// The model could not be rebuilt (spec, weights, VGG16 base).
     #[error(transparent)]
@@ -65,6 +60,12 @@ pub enum ClassifyError {
 impl From<imagedata::DataError> for ClassifyError {
     fn from(e: imagedata::DataError) -> Self {
         Self::Data(Box::new(e))
+    }
+}
+
+impl From<extract::ExtractError> for ClassifyError {
+    fn from(e: extract::ExtractError) -> Self {
+        Self::Digest(Box::new(e))
     }
 }
 

@@ -9,6 +9,7 @@ use imagedata::{ClassMode, DirectoryOptions, FlowOptions, ImageDataGenerator, Pr
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::EvalProvenance;
 use crate::error::{ClassifyError, Result};
 use crate::model::LoadedModel;
 
@@ -96,6 +97,9 @@ pub struct EvalReport {
     pub weighted_avg: ClassScores,
     /// Every misclassified image, in folder order.
     pub mistakes: Vec<Mistake>,
+    /// What the evaluation was computed from (recorded by [`crate::evaluate_cached`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<EvalProvenance>,
 }
 
 /// Per-class precision, recall, F1 and support from a confusion matrix `m[true][predicted]`,
@@ -369,6 +373,7 @@ fn report(
         macro_avg,
         weighted_avg,
         mistakes,
+        provenance: None,
     }
 }
 

@@ -1,11 +1,12 @@
 //! `classify`: evaluate a model artifact on a labelled folder, or classify images with it.
 
 use anyhow::{Result, bail};
+use candle_core::Device;
 use clap::{Args, Parser, Subcommand};
-use classify::{EvalOptions, LoadedModel, PredictOptions};
+use classify::{Cached, EvalOptions, EvalReport, LoadedModel, PredictOptions};
 use pipeline::DeviceArg;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Uses any model artifact the project writes (`small_cnn`, `top`, `finetune`): the
 /// architecture, classes, image size, preprocessing and resize filter all come from the
@@ -27,6 +28,10 @@ enum Command {
         /// The labelled folder.
         #[arg(long, default_value = "data/validation")]
         data: PathBuf,
+        /// With --json: evaluate even when the file already holds the report of this model
+        /// file, these images and these options.
+        #[arg(long, requires = "json")]
+        force: bool,
     },
     /// The predicted class and its probability for each image. Images that cannot be read
     /// are reported and skipped; the exit status is then 1.
@@ -52,7 +57,8 @@ struct ModelArgs {
     /// augmentation).
     #[arg(long)]
     tta: bool,
-    /// Also write the results to this JSON file.
+    /// Also write the results to this JSON file. `evaluate` records what it evaluated in it,
+    /// and a rerun with the same model file, images and options reads it back instead.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Images per forward batch.
@@ -64,9 +70,9 @@ struct ModelArgs {
 }
 
 impl ModelArgs {
-    fn load(&self) -> Result<LoadedModel> {
-        let device = self.device.open()?;
-        let model = classify::load_model(&self.model, self.weights.as_deref(), &device)?;
+    /// Opens the model artifact at `path` on `device`, describing it on stderr.
+    fn load(&self, path: &Path, device: &Device) -> classify::Result<LoadedModel> {
+        let model = classify::load_model(path, self.weights.as_deref(), device)?;
         eprintln!("model: {}", model.describe());
         if let Some(w) = &model.vgg16 {
             eprintln!("VGG16 weights: {} (from {})", w.path.display(), w.source);
@@ -81,6 +87,12 @@ impl ModelArgs {
     }
 }
 
+/// Prints an evaluation report.
+fn print_report(data: &Path, report: &EvalReport) {
+    println!("data: {} ({} images)", data.display(), report.samples);
+    print!("{}", report.to_text());
+}
+
 fn main() -> std::process::ExitCode {
     pipeline::run_main(run)
 }
@@ -89,23 +101,37 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     let progress = std::io::stderr().is_terminal();
     match &cli.command {
-        Command::Evaluate { model, data } => {
-            let loaded = model.load()?;
+        Command::Evaluate { model, data, force } => {
+            let device = model.device.open()?;
             let options = EvalOptions {
                 batch_size: model.batch_size as usize,
                 tta: model.tta,
                 progress,
             };
-            let report = classify::evaluate(&loaded, data, &options)?;
-            println!("data: {} ({} images)", data.display(), report.samples);
-            print!("{}", report.to_text());
-            if let Some(path) = &model.json {
-                classify::write_output(path, &report.to_json())?;
-                eprintln!("wrote {}", path.display());
+            let Some(json) = &model.json else {
+                let loaded = model.load(&model.model, &device)?;
+                print_report(data, &classify::evaluate(&loaded, data, &options)?);
+                return Ok(());
+            };
+            let outcome =
+                classify::evaluate_cached(&model.model, data, json, &options, *force, |file| {
+                    model.load(file, &device)
+                })?;
+            print_report(data, outcome.report());
+            match &outcome {
+                Cached::UpToDate(_) => println!("{}: up to date", json.display()),
+                Cached::Evaluated { reason, .. } => eprintln!(
+                    "wrote {}{}",
+                    json.display(),
+                    reason
+                        .as_ref()
+                        .map(|r| format!(" (replacing the stored report: {r})"))
+                        .unwrap_or_default()
+                ),
             }
         }
         Command::Predict { model, images } => {
-            let loaded = model.load()?;
+            let loaded = model.load(&model.model, &model.device.open()?)?;
             let options = PredictOptions {
                 batch_size: model.batch_size as usize,
                 tta: model.tta,

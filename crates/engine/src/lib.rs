@@ -10,8 +10,10 @@
 //! `curves.png` and, every epoch, a checkpoint (weights, optimizer state, epoch, RNG state,
 //! history) from which [`FitConfig::resume`] continues bit for bit; keep-best saves the best
 //! epoch's weights; early stopping, a stop request ([`Interrupt`], Ctrl-C) and a NaN guard end
-//! runs cleanly. [`evaluate`] scores a trained network on a source. [`FlowSource`] feeds batches
-//! from an image folder (`imagedata`'s `flow_from_directory`).
+//! runs cleanly. [`render_comparison`] draws several runs' curves side by side. [`evaluate`]
+//! scores a trained network on a source. [`FlowSource`] feeds batches from an image folder
+//! (`imagedata`'s `flow_from_directory`). [`stage`] holds what the
+//! training stages share around [`fit`]: options, freshness, keep-best reload, result files.
 
 #![warn(missing_docs)]
 
@@ -20,6 +22,7 @@ mod config;
 mod data;
 mod error;
 mod flow_source;
+mod fused;
 mod history;
 mod interrupt;
 mod loss;
@@ -27,7 +30,9 @@ mod optim;
 mod params;
 mod plot;
 mod progress;
+pub mod stage;
 mod train;
+mod wrapped;
 
 pub use checkpoint::BestRecord;
 pub use config::{EarlyStopping, Metric, OptimizerConfig, OptimizerKind, OptimizerRule};
@@ -39,6 +44,10 @@ pub use interrupt::Interrupt;
 pub use loss::Task;
 pub use optim::Optimizer;
 pub use params::{Param, Params};
-pub use plot::{render_curves, write_curves};
+pub use plot::{font_family, render_comparison, render_curves, write_curves};
 pub use progress::Verbosity;
+pub use stage::{
+    FitSummary, Fitted, Schedule, StageDir, StageFit, StageOptions, StageOutcome, fit_keep_best,
+};
 pub use train::{Evaluation, FitConfig, FitOutcome, FitStatus, OutputPaths, evaluate, fit};
+pub use wrapped::{Wrap, Wrapped};

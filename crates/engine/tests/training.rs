@@ -8,7 +8,7 @@ use candle_nn::VarMap;
 use common::{Action, LinearNet, TinyNet, Tripwire, bits, bright_dark_sources, three_colours};
 use engine::{
     BatchSource, EarlyStopping, EngineError, FitConfig, FitStatus, Interrupt, Metric,
-    OptimizerConfig, OutputPaths, Params, TensorSource, Verbosity, evaluate, fit,
+    OptimizerConfig, OutputPaths, Params, TensorSource, Verbosity, Wrapped, evaluate, fit,
 };
 use models::{Mode, Network};
 
@@ -122,12 +122,14 @@ fn run_to_end(
     let params = Params::all_trainable(&vm).unwrap();
     let (train, mut val) = bright_dark_sources(96, 32, 16);
     let flag = Interrupt::new();
-    let mut train = Tripwire {
-        inner: train,
-        epoch: interrupt.map_or(usize::MAX, |i| i.0),
-        batch: interrupt.map_or(usize::MAX, |i| i.1),
-        action: Action::Interrupt(flag.clone()),
-    };
+    let mut train = Wrapped::new(
+        train,
+        Tripwire {
+            epoch: interrupt.map_or(usize::MAX, |i| i.0),
+            batch: interrupt.map_or(usize::MAX, |i| i.1),
+            action: Action::Interrupt(flag.clone()),
+        },
+    );
     let mut config = quiet(epochs, optimizer.clone());
     config.out_dir = Some(dir.to_path_buf());
     config.resume = resume;
@@ -278,12 +280,14 @@ fn nan_loss_stops_and_keeps_the_last_good_checkpoint() {
     let net = LinearNet::new(&vm, 1, 1, 2);
     let params = Params::all_trainable(&vm).unwrap();
     let (train, mut val) = bright_dark_sources(64, 32, 16);
-    let mut train = Tripwire {
-        inner: train,
-        epoch: 1,
-        batch: 2,
-        action: Action::Poison,
-    };
+    let mut train = Wrapped::new(
+        train,
+        Tripwire {
+            epoch: 1,
+            batch: 2,
+            action: Action::Poison,
+        },
+    );
     let mut c = quiet(3, opt);
     c.out_dir = Some(dir.path().to_path_buf());
     let err = fit(&net, &params, &mut train, Some(&mut val), &c).unwrap_err();

@@ -79,30 +79,19 @@ impl SplitData {
         Self::from_folder(split, folder)
     }
 
+    /// Scans and digests `<data_dir>/train` and `<data_dir>/validation`, which must have the
+    /// same classes in the same order.
+    pub fn scan_pair(data_dir: &Path) -> Result<(Self, Self)> {
+        let train = Self::scan(data_dir, Split::Train)?;
+        let validation = Self::scan(data_dir, Split::Validation)?;
+        train.check_same_classes(&validation)?;
+        Ok((train, validation))
+    }
+
     /// Digests an already scanned folder.
     pub fn from_folder(split: Split, folder: ImageFolder) -> Result<Self> {
-        let relative: Vec<String> = folder
-            .files
-            .iter()
-            .map(|f| relative_name(&folder.root, f))
-            .collect();
-        let entries: Vec<(u64, String)> = folder
-            .files
-            .par_iter()
-            .map(|f| {
-                let size = std::fs::metadata(f).map_err(ExtractError::io(f))?.len();
-                Ok((size, artifact::sha256_file(f)?))
-            })
-            .collect::<Result<_>>()?;
-        let listing: Vec<(&str, u64, &str)> = relative
-            .iter()
-            .zip(&entries)
-            .map(|(r, (size, hash))| (r.as_str(), *size, hash.as_str()))
-            .collect();
-        let digest = artifact::sha256_json(&serde_json::json!({
-            "classes": folder.classes,
-            "files": listing,
-        }));
+        let relative = relative_names(&folder);
+        let digest = digest_files(&folder, &relative)?;
         Ok(Self {
             split,
             root: folder.root,
@@ -140,6 +129,43 @@ impl SplitData {
         }
         Ok(())
     }
+}
+
+/// The content digest of a scanned class folder: sha256 over its classes and every image's
+/// path relative to the folder, size and content hash. It is what [`SplitData::digest`] holds
+/// for a split; any other labelled folder (a test set) is digested the same way.
+pub fn folder_digest(folder: &ImageFolder) -> Result<String> {
+    digest_files(folder, &relative_names(folder))
+}
+
+/// Each file's path relative to the folder's root.
+fn relative_names(folder: &ImageFolder) -> Vec<String> {
+    folder
+        .files
+        .iter()
+        .map(|f| relative_name(&folder.root, f))
+        .collect()
+}
+
+/// The digest of `folder` whose files have the relative names `relative`.
+fn digest_files(folder: &ImageFolder, relative: &[String]) -> Result<String> {
+    let entries: Vec<(u64, String)> = folder
+        .files
+        .par_iter()
+        .map(|f| {
+            let size = std::fs::metadata(f).map_err(ExtractError::io(f))?.len();
+            Ok((size, artifact::sha256_file(f)?))
+        })
+        .collect::<Result<_>>()?;
+    let listing: Vec<(&str, u64, &str)> = relative
+        .iter()
+        .zip(&entries)
+        .map(|(r, (size, hash))| (r.as_str(), *size, hash.as_str()))
+        .collect();
+    Ok(artifact::sha256_json(&serde_json::json!({
+        "classes": folder.classes,
+        "files": listing,
+    })))
 }
 
 /// `file`'s path relative to `root`, components joined with `/` (the file's own path when it

@@ -28,7 +28,7 @@ pub mod reader;
 pub mod shard;
 pub mod stage;
 
-pub use data::{Split, SplitData, relative_name};
+pub use data::{Split, SplitData, folder_digest, relative_name};
 pub use error::{ExtractError, Result};
 pub use extractor::{Extractor, Job, RunStats, extract_to_file};
 pub use meta::{
@@ -38,7 +38,8 @@ pub use meta::{
 pub use reader::RowReader;
 pub use shard::{MergeOptions, MergeOutcome, MergeReport, MergedFile, Shard, merge, merge_file};
 pub use stage::{
-    ExtractOptions, ExtractReport, FileReport, Outcome, extract, peak_memory_bytes, settings_for,
+    ExtractOptions, ExtractReport, FileReport, Outcome, extract, peak_memory_bytes,
+    resolve_weights, settings_for,
 };
 
 /// The stage name recorded in every features artifact's provenance.

@@ -1,7 +1,7 @@
 //! The `extract` stage: which files are stale, loading the conv base only when something must
 //! be computed, and the report the binary prints.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use artifact::{Freshness, check_fresh};
@@ -167,21 +167,22 @@ fn progress_bar(show: bool, len: usize, prefix: &str) -> ProgressBar {
     bar
 }
 
+/// The VGG16 weights a stage uses: `explicit` (a `--weights` flag), else
+/// `bottleneck.weights`, else `LITTLEDATA_VGG16_WEIGHTS`, the hf-hub cache, then a download.
+pub fn resolve_weights(pipeline: &Pipeline, explicit: Option<&Path>) -> Result<ResolvedWeights> {
+    Ok(resolve_vgg16_weights(
+        explicit.or(pipeline.bottleneck.weights.as_deref()),
+    )?)
+}
+
 /// Runs the `extract` stage: for `train`, `validation` and (with augmented views)
 /// `train_augmented`, recomputes the features file unless it is up to date with the current
 /// images, settings and weights. With a shard, only that slice of each is computed (into
 /// `<stem>.shard-i-of-n.safetensors`).
 pub fn extract(pipeline: &Pipeline, options: &ExtractOptions) -> Result<ExtractReport> {
     let data_started = Instant::now();
-    let train = SplitData::scan(&pipeline.data.dir, Split::Train)?;
-    let validation = SplitData::scan(&pipeline.data.dir, Split::Validation)?;
-    train.check_same_classes(&validation)?;
-    let weights = resolve_vgg16_weights(
-        options
-            .weights
-            .as_deref()
-            .or(pipeline.bottleneck.weights.as_deref()),
-    )?;
+    let (train, validation) = SplitData::scan_pair(&pipeline.data.dir)?;
+    let weights = resolve_weights(pipeline, options.weights.as_deref())?;
     let data_seconds = data_started.elapsed().as_secs_f64();
     let dir = bottleneck_dir(&pipeline.data.artifacts);
 

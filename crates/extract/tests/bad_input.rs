@@ -1,13 +1,12 @@
 //! Bad input: clear errors naming the file, no panic, nothing half-written.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use common::{listing, pipeline, write_random_weights, write_split};
 use extract::{ExtractOptions, Outcome};
+use testkit::fixtures::{synthetic_pipeline, write_random_vgg16, write_split};
+use testkit::listing;
 
 fn options(weights: &Path) -> ExtractOptions {
     let mut o = ExtractOptions::new(Device::Cpu);
@@ -35,7 +34,7 @@ fn fixture() -> Fixture {
 }
 
 fn error_of(f: &Fixture, weights: &Path) -> String {
-    let p = pipeline(&f.data, &f.artifacts, &[]);
+    let p = synthetic_pipeline(&f.data, &f.artifacts, &[]);
     let err = extract::extract(&p, &options(weights)).unwrap_err();
     assert!(
         listing(&f.artifacts).is_empty(),
@@ -111,11 +110,11 @@ fn weights_that_are_not_safetensors_lack_a_tensor_or_have_a_wrong_shape() {
 fn empty_or_missing_data_folders_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path().join("w.safetensors");
-    write_random_weights(&w, 1);
+    write_random_vgg16(&w, 1);
     let data = dir.path().join("data");
     let artifacts = dir.path().join("artifacts");
     let run = || {
-        extract::extract(&pipeline(&data, &artifacts, &[]), &options(&w))
+        extract::extract(&synthetic_pipeline(&data, &artifacts, &[]), &options(&w))
             .unwrap_err()
             .to_string()
     };
@@ -151,7 +150,7 @@ fn empty_or_missing_data_folders_are_named() {
 fn an_undecodable_image_is_named_and_nothing_is_half_written() {
     let f = fixture();
     let w = f.dir.path().join("w.safetensors");
-    write_random_weights(&w, 1);
+    write_random_vgg16(&w, 1);
     // A truncated JPEG in the middle of the training set.
     let victim = f.data.join("train/dogs/img01.jpg");
     let bytes = std::fs::read(&victim).unwrap();
@@ -172,8 +171,8 @@ fn an_undecodable_image_is_named_and_nothing_is_half_written() {
 fn an_interrupted_run_leaves_nothing_and_a_foreign_file_is_recomputed() {
     let f = fixture();
     let w = f.dir.path().join("w.safetensors");
-    write_random_weights(&w, 1);
-    let p = pipeline(&f.data, &f.artifacts, &[]);
+    write_random_vgg16(&w, 1);
+    let p = synthetic_pipeline(&f.data, &f.artifacts, &[]);
     let mut o = options(&w);
     let stop = engine::Interrupt::new();
     stop.trigger();

@@ -1,15 +1,14 @@
 //! The features files: contents, the cache (no work when nothing changed) and its
 //! invalidation (a changed image, image size, preprocessing or weights file).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use common::{bytes, load, pipeline, write_random_weights, write_split};
 use extract::{ExtractOptions, FeatureFile, FeatureMeta, Outcome, Split};
 use imagedata::{Interpolation, Preprocessing, TargetSize, load_resized};
 use models::Vgg16;
+use testkit::bytes;
+use testkit::fixtures::{load, synthetic_pipeline, write_random_vgg16, write_split};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -25,7 +24,7 @@ fn fixture() -> Fixture {
     let train = write_split(&data, "train", &[("cats", 4), ("dogs", 3)], 1);
     write_split(&data, "validation", &[("cats", 2), ("dogs", 2)], 2);
     let weights = dir.path().join("vgg16.safetensors");
-    write_random_weights(&weights, 11);
+    write_random_vgg16(&weights, 11);
     Fixture {
         artifacts: dir.path().join("artifacts"),
         _dir: dir,
@@ -55,7 +54,7 @@ fn written(report: &extract::ExtractReport) -> Vec<&'static str> {
 #[test]
 fn features_hold_the_conv_base_output_with_labels_and_description() {
     let f = fixture();
-    let p = pipeline(&f.data, &f.artifacts, &[]);
+    let p = synthetic_pipeline(&f.data, &f.artifacts, &[]);
     let report = extract::extract(&p, &options(&f.weights)).unwrap();
     assert_eq!(written(&report), ["train", "validation"]);
     assert!(!report.up_to_date());
@@ -94,16 +93,7 @@ fn features_hold_the_conv_base_output_with_labels_and_description() {
     let x = imagedata::images_to_tensor(&[img], &Preprocessing::imagenet(), &Device::Cpu).unwrap();
     let direct = vgg.forward(&x).unwrap();
     let row = t["features"].narrow(0, 5, 1).unwrap();
-    let diff = (direct - row)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = testkit::max_abs_diff(&direct, &row);
     assert!(
         diff <= 1e-5,
         "row 5 differs from a direct forward pass by {diff}"
@@ -117,7 +107,7 @@ fn features_hold_the_conv_base_output_with_labels_and_description() {
 #[test]
 fn nothing_changed_means_no_work_and_each_change_recomputes_what_it_affects() {
     let f = fixture();
-    let p = pipeline(&f.data, &f.artifacts, &[]);
+    let p = synthetic_pipeline(&f.data, &f.artifacts, &[]);
     let o = options(&f.weights);
     extract::extract(&p, &o).unwrap();
     let train_path = f.artifacts.join("bottleneck/train.safetensors");
@@ -136,7 +126,7 @@ fn nothing_changed_means_no_work_and_each_change_recomputes_what_it_affects() {
 
     // Replacing an image recomputes the training features only.
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(99);
-    common::random_image(50, 60, 1, &mut rng)
+    testkit::fixtures::random_image(50, 60, 1, &mut rng)
         .save(&f.train[2])
         .unwrap();
     let r = extract::extract(&p, &o).unwrap();
@@ -149,7 +139,7 @@ fn nothing_changed_means_no_work_and_each_change_recomputes_what_it_affects() {
     assert_eq!(row(&first["features"], 3), row(&second["features"], 3));
 
     // Another preprocessing: both files.
-    let rescale = pipeline(
+    let rescale = synthetic_pipeline(
         &f.data,
         &f.artifacts,
         &["bottleneck.preprocessing={ kind = \"rescale\", scale = 0.00392156862745098 }"],
@@ -161,19 +151,19 @@ fn nothing_changed_means_no_work_and_each_change_recomputes_what_it_affects() {
     assert!(extract::extract(&rescale, &o).unwrap().up_to_date());
 
     // Another image size: both files.
-    let bigger = pipeline(&f.data, &f.artifacts, &["data.target_size=[64, 64]"]);
+    let bigger = synthetic_pipeline(&f.data, &f.artifacts, &["data.target_size=[64, 64]"]);
     let r = extract::extract(&bigger, &o).unwrap();
     assert_eq!(written(&r), ["train", "validation"]);
     assert_eq!(load(&train_path).0["features"].dims(), [7, 512, 2, 2]);
 
     // Another weights file at the same path: both files.
-    write_random_weights(&f.weights, 12);
+    write_random_vgg16(&f.weights, 12);
     let r = extract::extract(&bigger, &o).unwrap();
     assert_eq!(written(&r), ["train", "validation"]);
     assert!(r.files[0].reason.as_deref().unwrap().contains("weights"));
 
     // Settings that do not change the features (the batch size) keep the cache.
-    let batch = pipeline(
+    let batch = synthetic_pipeline(
         &f.data,
         &f.artifacts,
         &["data.target_size=[64, 64]", "bottleneck.batch_size=5"],
@@ -194,7 +184,7 @@ fn nothing_changed_means_no_work_and_each_change_recomputes_what_it_affects() {
 #[test]
 fn augmented_views_are_reproducible_distinct_and_image_major() {
     let f = fixture();
-    let p = pipeline(&f.data, &f.artifacts, &["bottleneck.augmented_views=3"]);
+    let p = synthetic_pipeline(&f.data, &f.artifacts, &["bottleneck.augmented_views=3"]);
     let o = options(&f.weights);
     let r = extract::extract(&p, &o).unwrap();
     assert_eq!(written(&r), ["train", "validation", "train_augmented"]);
@@ -221,7 +211,7 @@ fn augmented_views_are_reproducible_distinct_and_image_major() {
 
     // Changing the view count keeps the plain files and redraws only the augmented file; the
     // first views of every image stay the same (each view has its own random stream).
-    let p2 = pipeline(&f.data, &f.artifacts, &["bottleneck.augmented_views=2"]);
+    let p2 = synthetic_pipeline(&f.data, &f.artifacts, &["bottleneck.augmented_views=2"]);
     let r = extract::extract(&p2, &o).unwrap();
     assert_eq!(written(&r), ["train_augmented"]);
     let (t2, _) = load(&path);
@@ -235,7 +225,7 @@ fn augmented_views_are_reproducible_distinct_and_image_major() {
         }
     }
     // Another seed redraws the views.
-    let p3 = pipeline(
+    let p3 = synthetic_pipeline(
         &f.data,
         &f.artifacts,
         &["bottleneck.augmented_views=2", "data.seed=8"],

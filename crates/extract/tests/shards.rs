@@ -1,13 +1,12 @@
 //! `--shard i/n` + `merge` equals a single run, bit for bit; incomplete, mixed or foreign
 //! shard sets are refused.
 
-mod common;
-
 use std::path::Path;
 
 use candle_core::Device;
-use common::{bytes, listing, load, pipeline, write_random_weights, write_split};
 use extract::{ExtractOptions, MergeOptions, MergeOutcome, Outcome, Shard};
+use testkit::fixtures::{load, synthetic_pipeline, write_random_vgg16, write_split};
+use testkit::{bytes, listing};
 
 fn options(weights: &Path, shard: Option<Shard>) -> ExtractOptions {
     let mut o = ExtractOptions::new(Device::Cpu);
@@ -35,14 +34,18 @@ fn shards_then_merge_equal_a_single_run() {
     write_split(&data, "train", &[("cats", 4), ("dogs", 3)], 1);
     write_split(&data, "validation", &[("cats", 3), ("dogs", 2)], 2);
     let weights = dir.path().join("w.safetensors");
-    write_random_weights(&weights, 5);
+    write_random_vgg16(&weights, 5);
     let whole = dir.path().join("whole");
     let sharded = dir.path().join("sharded");
     let extra = ["bottleneck.augmented_views=2"];
 
-    extract::extract(&pipeline(&data, &whole, &extra), &options(&weights, None)).unwrap();
+    extract::extract(
+        &synthetic_pipeline(&data, &whole, &extra),
+        &options(&weights, None),
+    )
+    .unwrap();
 
-    let p = pipeline(&data, &sharded, &extra);
+    let p = synthetic_pipeline(&data, &sharded, &extra);
     for i in 1..=3 {
         let r = extract::extract(&p, &options(&weights, shard(i, 3))).unwrap();
         assert!(
@@ -112,10 +115,10 @@ fn incomplete_mixed_or_foreign_shard_sets_are_refused() {
     write_split(&data, "train", &[("cats", 3), ("dogs", 3)], 1);
     write_split(&data, "validation", &[("cats", 2), ("dogs", 2)], 2);
     let weights = dir.path().join("w.safetensors");
-    write_random_weights(&weights, 5);
+    write_random_vgg16(&weights, 5);
     let artifacts = dir.path().join("artifacts");
     let bottleneck = artifacts.join("bottleneck");
-    let p = pipeline(&data, &artifacts, &[]);
+    let p = synthetic_pipeline(&data, &artifacts, &[]);
 
     // Nothing at all.
     let err = extract::merge(&p, &MergeOptions::default())
@@ -153,7 +156,7 @@ fn incomplete_mixed_or_foreign_shard_sets_are_refused() {
     // Shard 2 made from other images (one training image replaced in between).
     let victim = data.join("train/dogs/img01.jpg");
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
-    common::random_image(44, 55, 0, &mut rng)
+    testkit::fixtures::random_image(44, 55, 0, &mut rng)
         .save(&victim)
         .unwrap();
     extract::extract(&p, &options(&weights, shard(2, 3))).unwrap();
@@ -172,7 +175,7 @@ fn incomplete_mixed_or_foreign_shard_sets_are_refused() {
         forced.force = true;
         extract::extract(&p, &forced).unwrap();
     }
-    let other = pipeline(&data, &artifacts, &["data.interpolation=\"bilinear\""]);
+    let other = synthetic_pipeline(&data, &artifacts, &["data.interpolation=\"bilinear\""]);
     let err = extract::merge(&other, &MergeOptions::default())
         .unwrap_err()
         .to_string();

@@ -51,10 +51,10 @@ pub enum FinetuneError {
     #[error("{0}")]
     Settings(String),
 
-    /// An output file could not be written.
+    /// A cache file or folder could not be listed, moved into place or removed.
     #[error("{}: {reason}", path.display())]
     Output {
-        /// The file.
+        /// The file or folder.
         path: PathBuf,
         /// What went wrong.
         reason: String,
@@ -72,7 +72,7 @@ pub enum FinetuneError {
     #[error(transparent)]
     Extract(Box<extract::ExtractError>),
 
-    /// Training failed.
+    /// Training, or writing its results, failed.
     #[error(transparent)]
     Engine(#[from] engine::EngineError),
 

@@ -11,7 +11,8 @@
 //!   settings and the weights ([`TrainedTop`]).
 //! - [`cache`]: the caches of blocks 1–4's outputs (`views.safetensors`,
 //!   `validation_block4.safetensors`), resumable and rebuilt when stale ([`CachePlan`]).
-//! - [`source`]: live augmentation through the frozen blocks ([`Block4Source`]).
+//! - [`source`]: live augmentation through the frozen blocks ([`Block4Source`],
+//!   [`FrozenBlocks`]).
 //! - [`train`]: the stage as a whole ([`finetune`]).
 //!
 //! Outputs, under `<data.artifacts>/finetune/`: `model.safetensors` (block 5 and top weights
@@ -30,7 +31,7 @@ pub use cache::{
     finetune_dir, validation_settings, views_settings,
 };
 pub use error::{FinetuneError, Result, TOP_HINT};
-pub use source::Block4Source;
+pub use source::{Block4Source, FrozenBlocks};
 pub use top::{TopRequirements, TrainedTop, top_model_path};
 pub use train::{
     CacheReport, FinetuneOptions, FinetuneOutcome, FinetuneReport, MetricsFile, TrainingMode,

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Parser;
+use engine::stage::{interrupted_message, written_message};
 use finetune::{CacheOutcome, FinetuneOptions, FinetuneOutcome, MetricsFile};
-use pipeline::StageArgs;
+use pipeline::TrainArgs;
 
 /// Fine-tunes VGG16 block 5 and the top model of `<data.artifacts>/top/` (run `just
 /// train-top` first) with the `[finetune]` settings, and writes `<data.artifacts>/finetune/`
@@ -18,14 +19,11 @@ use pipeline::StageArgs;
 #[command(version, about)]
 struct Cli {
     #[command(flatten)]
-    stage: StageArgs,
+    train: TrainArgs,
     /// Live augmentation through the whole network every batch (the post's exact semantics;
     /// the same as `--set finetune.view_cache=false`).
     #[arg(long)]
     live: bool,
-    /// Continue an interrupted run from `finetune/checkpoints/last.safetensors`.
-    #[arg(long)]
-    resume: bool,
     /// VGG16 weights file (overrides `bottleneck.weights`; unset: LITTLEDATA_VGG16_WEIGHTS,
     /// the hf-hub cache, then a download of timm/vgg16.tv_in1k).
     #[arg(long)]
@@ -37,19 +35,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn print_metrics(m: &MetricsFile) {
-    println!(
-        "saved the weights of epoch {} ({}): val_acc {:.4}, val_loss {:.4} on {} validation \
-         images; confusion matrix {:?}",
-        m.saved_epoch,
-        m.best
-            .as_ref()
-            .map(|b| format!("best {}", b.metric))
-            .unwrap_or_else(|| "last".into()),
-        m.saved_val_acc,
-        m.saved_val_loss,
-        m.validation_samples,
-        m.confusion_matrix
-    );
+    println!("{}", m.summary.saved_line(m.validation_samples));
     println!(
         "{} mode{} on {}: {:.1} s per epoch ({:.1} training images/s, validation included); \
          caches built in {:.1} s",
@@ -64,14 +50,12 @@ fn print_metrics(m: &MetricsFile) {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
-    let pipeline = cli.stage.load()?;
-    let device = cli.stage.device.open()?;
-    let mut options = FinetuneOptions::new(device);
+    let pipeline = cli.train.load()?;
+    let stage = cli.train.options()?;
+    let mut options = FinetuneOptions::new(stage.device.clone());
+    options.stage = stage;
     options.live = cli.live;
-    options.resume = cli.resume;
-    options.force = cli.stage.force;
     options.weights = cli.weights;
-    options.interrupt = Some(engine::Interrupt::ctrl_c()?);
     let report = finetune::finetune(&pipeline, &options)?;
 
     for c in &report.caches {
@@ -101,29 +85,24 @@ fn run() -> Result<()> {
                 println!(
                     "{}: val_acc {:.4}, val_loss {:.4} (epoch {}, {} mode)",
                     report.model.display(),
-                    m.saved_val_acc,
-                    m.saved_val_loss,
-                    m.saved_epoch,
+                    m.summary.saved_val_acc,
+                    m.summary.saved_val_loss,
+                    m.summary.saved_epoch,
                     m.mode.name()
                 );
             }
             println!("up to date");
         }
         FinetuneOutcome::Interrupted { epoch, batch } => {
-            println!("interrupted in epoch {epoch} after batch {batch}; continue with --resume")
+            println!("{}", interrupted_message(*epoch, *batch))
         }
         FinetuneOutcome::Trained(m) => {
-            println!(
-                "final epoch {}: {}",
-                m.final_epoch.epoch,
-                m.final_epoch.metrics_line()
-            );
+            println!("{}", m.summary.final_line());
             print_metrics(m);
             println!(
-                "trained in {:.1} s; wrote {} and {}",
+                "trained in {:.1} s; {}",
                 m.training_seconds,
-                report.model.display(),
-                report.dir.join("metrics.json").display()
+                written_message(&report.dir)
             );
         }
     }

@@ -7,23 +7,21 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use artifact::{Freshness, Metadata, Provenance, check_fresh};
+use artifact::{Freshness, Provenance};
 use candle_core::Device;
 use candle_nn::VarMap;
-use engine::{
-    BatchSource, EarlyStopping, EpochRecord, FitConfig, FitStatus, FlowSource, Interrupt, Params,
-    TensorSource, Verbosity,
-};
-use extract::{Split, SplitData};
+use engine::stage::{self, FitSummary, StageDir, StageFit, StageOptions, StageOutcome};
+use engine::{BatchSource, FlowSource, Params, TensorSource};
+use extract::SplitData;
 use imagedata::{ClassMode, DirectoryOptions, FlowOptions, ImageDataGenerator, TargetSize};
-use models::{Architecture, ModelSpec, Vgg16, Vgg16Top, resolve_vgg16_weights};
+use models::{Architecture, ModelSpec, Vgg16, Vgg16Top};
 use pipeline::Pipeline;
 use serde::{Deserialize, Serialize};
-use train_top::{BestEpoch, ViewSource};
+use train_top::ViewSource;
 
 use crate::cache::{CacheKind, CacheOutcome, CachePlan, DEFAULT_PART_IMAGES, finetune_dir};
 use crate::error::{FinetuneError, Result};
-use crate::source::Block4Source;
+use crate::source::{Block4Source, FrozenBlocks};
 use crate::top::{TopRequirements, TrainedTop, top_model_path};
 
 /// How the training stream is made.
@@ -60,23 +58,16 @@ impl TrainingMode {
 /// How to run the stage (besides the pipeline file).
 #[derive(Debug, Clone)]
 pub struct FinetuneOptions {
+    /// What every training stage takes: force (caches are rebuilt only when stale: they are a
+    /// deterministic function of their inputs), resume, device, console output, and a stop
+    /// request (checked while caches are built too).
+    pub stage: StageOptions,
     /// Live augmentation through the whole network, whatever `finetune.view_cache` says.
     pub live: bool,
     /// VGG16 weights file (overrides `bottleneck.weights`; unset: the usual resolution).
     pub weights: Option<PathBuf>,
-    /// Train even when the model is up to date (caches are rebuilt only when stale: they are
-    /// a deterministic function of their inputs).
-    pub force: bool,
-    /// Continue an interrupted run from `finetune/checkpoints/last.safetensors`.
-    pub resume: bool,
-    /// Where to compute.
-    pub device: Device,
-    /// Console output of the training loop.
-    pub verbosity: Verbosity,
     /// Progress bars and notes while caches are built (on stderr).
     pub progress: bool,
-    /// A stop request checked after every batch (cache building and training).
-    pub interrupt: Option<Interrupt>,
     /// Training images per part of the view cache.
     pub part_images: usize,
 }
@@ -85,14 +76,10 @@ impl FinetuneOptions {
     /// Defaults on `device`: the pipeline's mode, no force, no resume, progress bars.
     pub fn new(device: Device) -> Self {
         Self {
+            stage: StageOptions::new(device),
             live: false,
             weights: None,
-            force: false,
-            resume: false,
-            device,
-            verbosity: Verbosity::Bar,
             progress: true,
-            interrupt: None,
             part_images: DEFAULT_PART_IMAGES,
         }
     }
@@ -132,18 +119,10 @@ pub struct MetricsFile {
     pub status: String,
     /// Epochs run (those before a resume included).
     pub epochs: usize,
-    /// The last epoch's figures.
-    pub final_epoch: EpochRecord,
-    /// The best epoch by `finetune.monitor`.
-    pub best: Option<BestEpoch>,
-    /// The epoch whose weights `model.safetensors` holds (the best one).
-    pub saved_epoch: usize,
-    /// Validation loss of the saved model.
-    pub saved_val_loss: f64,
-    /// Validation accuracy of the saved model.
-    pub saved_val_acc: f64,
-    /// The saved model's validation confusion matrix, `[true][predicted]`.
-    pub confusion_matrix: Vec<Vec<usize>>,
+    /// The last and best (by `finetune.monitor`) epochs, and the saved model's validation
+    /// figures.
+    #[serde(flatten)]
+    pub summary: FitSummary,
     /// Mean wall-clock seconds per epoch, validation included.
     pub seconds_per_epoch: f64,
     /// Training images per second over a whole epoch (`train_samples / seconds_per_epoch`).
@@ -155,21 +134,7 @@ pub struct MetricsFile {
 }
 
 /// What the stage did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FinetuneOutcome {
-    /// The model was up to date; its metrics, when `metrics.json` could be read.
-    UpToDate(Option<MetricsFile>),
-    /// A model was trained.
-    Trained(MetricsFile),
-    /// A stop was requested during training; a checkpoint to resume from was saved, no model
-    /// was written.
-    Interrupted {
-        /// The epoch in progress.
-        epoch: usize,
-        /// The last batch finished in it.
-        batch: usize,
-    },
-}
+pub type FinetuneOutcome = StageOutcome<MetricsFile>;
 
 /// The stage's result.
 #[derive(Debug, Clone, PartialEq)]
@@ -233,15 +198,6 @@ impl RunRecord {
         }
     }
 
-    fn write(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_string_pretty(self).map_err(|e| FinetuneError::Output {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        artifact::atomic_write(path, json.as_bytes())?;
-        Ok(())
-    }
-
     /// Checks that the run recorded at `path` is this one.
     fn check(&self, path: &Path) -> Result<()> {
         let refuse = |reason: String| FinetuneError::Resume {
@@ -274,10 +230,6 @@ impl RunRecord {
     }
 }
 
-fn read_metrics(path: &Path) -> Option<MetricsFile> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-}
-
 /// Builds `plan`'s cache unless it is up to date, and reports what happened.
 fn build_cache(
     plan: &CachePlan<'_>,
@@ -299,7 +251,7 @@ fn build_cache(
             plan.path().display()
         );
     }
-    let outcome = plan.build(vgg, options.progress, options.interrupt.as_ref())?;
+    let outcome = plan.build(vgg, options.progress, options.stage.interrupt.as_ref())?;
     Ok(CacheReport {
         kind: plan.kind(),
         path: plan.path().to_path_buf(),
@@ -341,7 +293,10 @@ fn live_source(
         ..Default::default()
     };
     let (flow, _) = generator.flow_from_directory(&train.root, &directory, flow_options, None)?;
-    Ok(Block4Source::new(FlowSource::new(flow)?, vgg.clone()))
+    Ok(Block4Source::new(
+        FlowSource::new(flow)?,
+        FrozenBlocks(vgg.clone()),
+    ))
 }
 
 /// Runs the `finetune` stage: unless `finetune/model.safetensors` is up to date with the data,
@@ -352,29 +307,21 @@ fn live_source(
 /// `finetune.monitor`.
 pub fn finetune(pipeline: &Pipeline, options: &FinetuneOptions) -> Result<FinetuneReport> {
     let artifacts = &pipeline.data.artifacts;
-    let dir = finetune_dir(artifacts);
-    let model_path = dir.join("model.safetensors");
-    let metrics_path = dir.join("metrics.json");
-    let run_path = dir.join(RUN_FILE);
+    let out = StageDir::new(finetune_dir(artifacts));
+    let o = &options.stage;
+    let run_path = out.dir.join(RUN_FILE);
     let mode = TrainingMode::choose(pipeline, options.live);
-    let device = &options.device;
+    let device = &o.device;
     let report = |caches, outcome| FinetuneReport {
-        dir: dir.clone(),
-        model: model_path.clone(),
+        dir: out.dir.clone(),
+        model: out.model.clone(),
         mode,
         caches,
         outcome,
     };
 
-    let train = SplitData::scan(&pipeline.data.dir, Split::Train)?;
-    let validation = SplitData::scan(&pipeline.data.dir, Split::Validation)?;
-    train.check_same_classes(&validation)?;
-    let weights = resolve_vgg16_weights(
-        options
-            .weights
-            .as_deref()
-            .or(pipeline.bottleneck.weights.as_deref()),
-    )?;
+    let (train, validation) = SplitData::scan_pair(&pipeline.data.dir)?;
+    let weights = extract::resolve_weights(pipeline, options.weights.as_deref())?;
     let [h, w] = pipeline.data.target_size;
     let target_size = (h as usize, w as usize);
     let preprocessing = pipeline.bottleneck.preprocessing;
@@ -395,17 +342,15 @@ pub fn finetune(pipeline: &Pipeline, options: &FinetuneOptions) -> Result<Finetu
         .input("validation_data", &validation.digest)
         .input("weights", &weights.sha256)
         .input("top_model", &top.sha256);
-    if !options.force
-        && !options.resume
-        && check_fresh(&model_path, &provenance)? == Freshness::UpToDate
-    {
+    // A resumed run always trains: it continues what the checkpoint holds.
+    if stage::retrain_reason(&out.model, &provenance, o.force || o.resume)?.is_none() {
         return Ok(report(
             Vec::new(),
-            FinetuneOutcome::UpToDate(read_metrics(&metrics_path)),
+            StageOutcome::UpToDate(out.read_metrics()),
         ));
     }
     let run = RunRecord::new(pipeline, mode, &provenance);
-    if options.resume {
+    if o.resume {
         run.check(&run_path)?;
     }
 
@@ -474,70 +419,30 @@ pub fn finetune(pipeline: &Pipeline, options: &FinetuneOptions) -> Result<Finetu
         preprocessing,
         Some(weights.sha256.clone()),
     )?;
-    let mut spec_meta = Metadata::new();
-    spec.insert_into(&mut spec_meta);
-    spec_meta.insert(
-        engine::INTERPOLATION_KEY.into(),
-        serde_json::to_string(&pipeline.data.interpolation).unwrap_or_default(),
-    );
-    let metric = engine::Metric::from(f.monitor);
-    let mut config = FitConfig::new(f.epochs, seed, f.optimizer.clone());
-    config.out_dir = Some(dir.clone());
-    config.resume = options.resume;
-    config.keep_best = Some(metric);
-    config.early_stopping = f.early_stopping_patience.map(|patience| EarlyStopping {
-        monitor: metric,
-        patience,
-        min_delta: 0.0,
-    });
-    config.verbosity = options.verbosity;
-    config.interrupt = options.interrupt.clone();
-    config.weights_metadata = spec_meta.clone();
-    if !options.resume {
-        run.write(&run_path)?;
+    let spec_meta = stage::spec_metadata(&spec, Some(pipeline.data.interpolation));
+    let config = o.fit_config(&f.schedule(), seed, &out.dir, spec_meta.clone());
+    if !o.resume {
+        stage::write_json(&run_path, &run)?;
     }
 
     let started = Instant::now();
-    let outcome = engine::fit(
+    let fitted = match stage::fit_keep_best(
         &network,
         &params,
         train_source.as_mut(),
-        Some(&mut validation_source),
+        &mut validation_source,
         &config,
-    )?;
+    )? {
+        StageFit::Finished(fitted) => fitted,
+        StageFit::Interrupted { epoch, batch } => {
+            return Ok(report(caches, StageOutcome::Interrupted { epoch, batch }));
+        }
+    };
     let training_seconds = started.elapsed().as_secs_f64();
-    let status = match outcome.status {
-        FitStatus::Interrupted { epoch, batch } => {
-            return Ok(report(
-                caches,
-                FinetuneOutcome::Interrupted { epoch, batch },
-            ));
-        }
-        FitStatus::Completed => "completed",
-        FitStatus::EarlyStopped { .. } => "early_stopped",
-    };
-    let final_epoch = outcome
-        .history
-        .last()
-        .cloned()
-        .ok_or_else(|| FinetuneError::Settings("training ran no epoch".into()))?;
-    let best_path = dir.join("checkpoints").join("best.safetensors");
-    let saved_epoch = match &outcome.best {
-        Some(best) if best_path.exists() => {
-            params.load(&best_path)?;
-            best.epoch
-        }
-        _ => final_epoch.epoch,
-    };
     let evaluation = engine::evaluate(&network, &mut validation_source)?;
-    let epochs = outcome.history.epochs.len();
-    let seconds_per_epoch = outcome
-        .history
-        .epochs
-        .iter()
-        .map(|e| e.seconds)
-        .sum::<f64>()
-        / epochs.max(1) as f64;
+    let epochs = fitted.history.epochs.len();
+    let seconds_per_epoch =
+        fitted.history.epochs.iter().map(|e| e.seconds).sum::<f64>() / epochs.max(1) as f64;
     let train_samples = train_source.num_samples();
     let metrics = MetricsFile {
         mode,
@@ -546,18 +451,9 @@ pub fn finetune(pipeline: &Pipeline, options: &FinetuneOptions) -> Result<Finetu
         classes: spec.classes.clone(),
         train_samples,
         validation_samples: validation.len(),
-        status: status.into(),
+        status: fitted.status.into(),
         epochs,
-        final_epoch,
-        best: outcome.best.map(|b| BestEpoch {
-            metric: b.metric.name().into(),
-            value: b.value,
-            epoch: b.epoch,
-        }),
-        saved_epoch,
-        saved_val_loss: evaluation.loss,
-        saved_val_acc: evaluation.acc,
-        confusion_matrix: evaluation.confusion_matrix(),
+        summary: fitted.summary(&evaluation),
         seconds_per_epoch,
         train_images_per_second: if seconds_per_epoch > 0.0 {
             train_samples as f64 / seconds_per_epoch
@@ -567,18 +463,10 @@ pub fn finetune(pipeline: &Pipeline, options: &FinetuneOptions) -> Result<Finetu
         cache_seconds,
         training_seconds,
     };
-    let json = serde_json::to_string_pretty(&metrics).map_err(|e| FinetuneError::Output {
-        path: metrics_path.clone(),
-        reason: e.to_string(),
-    })?;
-    artifact::atomic_write(&metrics_path, json.as_bytes())?;
-    // The model goes last: its provenance marks the folder as complete.
-    let mut meta = spec_meta;
-    meta.extend(provenance.to_metadata());
+    let mut meta = metrics
+        .summary
+        .model_metadata(spec_meta, &provenance, "finetune");
     meta.insert("finetune.mode".into(), mode.name().into());
-    meta.insert("finetune.epoch".into(), saved_epoch.to_string());
-    meta.insert("finetune.val_acc".into(), evaluation.acc.to_string());
-    meta.insert("finetune.val_loss".into(), evaluation.loss.to_string());
-    params.save(&model_path, &meta)?;
-    Ok(report(caches, FinetuneOutcome::Trained(metrics)))
+    out.save(&metrics, &params, &meta)?;
+    Ok(report(caches, StageOutcome::Trained(metrics)))
 }

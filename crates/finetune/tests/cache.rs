@@ -5,12 +5,14 @@ mod common;
 
 use artifact::Freshness;
 use candle_core::{Device, Tensor};
-use common::{Fixture, load, values};
+use common::Fixture;
 use extract::{Split, SplitData};
 use finetune::{CacheKind, CacheOutcome, CachePlan, FinetuneError};
 use imagedata::{ImageDataGenerator, Limits, TargetSize, load_resized};
 use indicatif::ProgressBar;
 use models::Vgg16;
+use testkit::fixtures::load;
+use testkit::values;
 
 /// Whether `a` and `b` agree within `tol` relative to the larger magnitude (absolute near 0).
 fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
@@ -202,7 +204,7 @@ fn an_interrupted_build_continues_from_its_finished_parts() {
     let err = plan.build(&vgg, false, Some(&interrupt)).unwrap_err();
     assert!(matches!(err, FinetuneError::Interrupted { .. }), "{err}");
     assert!(!plan.path().exists());
-    let parts = common::listing(&plan.parts_dir());
+    let parts = testkit::listing(&plan.parts_dir());
     assert_eq!(parts, ["train_augmented.shard-1-of-3.safetensors"]);
     assert_eq!(plan.freshness().unwrap(), Freshness::Missing);
 

@@ -5,12 +5,15 @@ mod common;
 
 use candle_core::Device;
 use candle_nn::VarMap;
-use common::{Fixture, bits};
+use common::Fixture;
 use engine::{BatchSource, FitConfig, FlowSource, Params, TensorSource, Verbosity};
 use extract::{Split, SplitData};
-use finetune::{Block4Source, CacheKind, CachePlan, TopRequirements, TrainedTop, top_model_path};
+use finetune::{
+    Block4Source, CacheKind, CachePlan, FrozenBlocks, TopRequirements, TrainedTop, top_model_path,
+};
 use imagedata::{ClassMode, DirectoryOptions, FlowOptions, ImageDataGenerator, TargetSize};
 use models::{Mode, Network, Vgg16, Vgg16Top};
+use testkit::bits;
 
 #[test]
 fn frozen_blocks_stay_bit_identical_and_block5_moves() {
@@ -84,7 +87,7 @@ fn frozen_blocks_stay_bit_identical_and_block5_moves() {
             None,
         )
         .unwrap();
-    let mut live = Block4Source::new(FlowSource::new(flow).unwrap(), vgg.clone());
+    let mut live = Block4Source::new(FlowSource::new(flow).unwrap(), FrozenBlocks(vgg.clone()));
     let batch = live.epoch(0).unwrap().next().unwrap().unwrap();
     assert_eq!(batch.x.dims(), [4, 512, 2, 2]);
     let logits = network.forward_t(&batch.x, &mut Mode::Eval).unwrap();

@@ -4,10 +4,12 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{Fixture, bits, listing, load, options, trained};
+use common::{Fixture, options, trained};
 use finetune::{CacheKind, CacheOutcome, FinetuneOutcome, TrainingMode};
 use imagedata::{Limits, load_resized};
 use models::{Architecture, ModelSpec, Network, Vgg16, load_from_spec};
+use testkit::fixtures::load;
+use testkit::{bits, listing};
 
 /// The names of the trainable parameters: block 5 and the top, nothing else.
 const TRAINED: [&str; 10] = [
@@ -35,10 +37,10 @@ fn view_cache_run_writes_a_complete_model_that_classify_can_load() {
     assert_eq!(report.mode, TrainingMode::ViewCache);
     let m = trained(&report.outcome).clone();
     assert_eq!((m.train_samples, m.validation_samples), (12, 6));
-    assert_eq!((m.epochs, m.final_epoch.epoch), (2, 2));
+    assert_eq!((m.epochs, m.summary.final_epoch.epoch), (2, 2));
     assert_eq!(m.views, Some(3));
     assert_eq!(m.status, "completed");
-    assert_eq!(m.best.as_ref().unwrap().metric, "val_acc");
+    assert_eq!(m.summary.best.unwrap().metric, engine::Metric::ValAcc);
     assert!(m.seconds_per_epoch > 0.0 && m.train_images_per_second > 0.0);
     assert!(m.cache_seconds > 0.0);
     let kinds: Vec<_> = report.caches.iter().map(|c| (c.kind, c.rows)).collect();
@@ -136,9 +138,9 @@ fn view_cache_run_writes_a_complete_model_that_classify_can_load() {
     }
     assert_eq!(count, 6);
     assert!(
-        (correct as f64 / 6.0 - m.saved_val_acc).abs() < 1e-9,
+        (correct as f64 / 6.0 - m.summary.saved_val_acc).abs() < 1e-9,
         "raw images: {correct}/6, cached features: {}",
-        m.saved_val_acc
+        m.summary.saved_val_acc
     );
 
     // Nothing changed: up to date, with the stored metrics.
@@ -201,10 +203,10 @@ fn resume_equals_an_uninterrupted_run() {
     // Interrupted after the first batch (the caches are up to date, so training starts at
     // once), then resumed.
     let mut o = options();
-    o.force = true;
+    o.stage.force = true;
     let interrupt = engine::Interrupt::new();
     interrupt.trigger();
-    o.interrupt = Some(interrupt);
+    o.stage.interrupt = Some(interrupt);
     let stopped = finetune::finetune(&p, &o).unwrap();
     assert_eq!(
         stopped.outcome,
@@ -213,7 +215,7 @@ fn resume_equals_an_uninterrupted_run() {
 
     // Resuming with other settings is refused; the epoch count may change.
     let mut resume = options();
-    resume.resume = true;
+    resume.stage.resume = true;
     let other = f.pipeline(&["finetune.batch_size=3"]);
     let err = finetune::finetune(&other, &resume).unwrap_err().to_string();
     assert!(
@@ -240,9 +242,10 @@ fn resume_equals_an_uninterrupted_run() {
     }
     assert_eq!(figures(&dir), whole_figures);
     assert_eq!(resumed_metrics.epochs, 2);
-    assert_eq!(resumed_metrics.saved_epoch, whole_metrics.saved_epoch);
-    assert_eq!(resumed_metrics.saved_val_acc, whole_metrics.saved_val_acc);
-    assert_eq!(resumed_metrics.saved_val_loss, whole_metrics.saved_val_loss);
+    let (r, w) = (&resumed_metrics.summary, &whole_metrics.summary);
+    assert_eq!(r.saved_epoch, w.saved_epoch);
+    assert_eq!(r.saved_val_acc, w.saved_val_acc);
+    assert_eq!(r.saved_val_loss, w.saved_val_loss);
 }
 
 /// Every epoch's loss, accuracy, validation loss and validation accuracy in `history.json`.

@@ -1,7 +1,5 @@
 //! Integration on real Kaggle photos from `$LITTLEDATA_SHARED/data/dogs-vs-cats/train`.
 
-mod common;
-
 use imagedata::{
     AugmentConfig, ClassMode, DirectoryOptions, FlowOptions, ImageDataGenerator, Interpolation,
     Limits, Preprocessing, TargetSize, load_rgb,
@@ -9,9 +7,10 @@ use imagedata::{
 
 #[test]
 fn flow_from_directory_on_real_photos() {
-    let Some(train) = common::dogs_vs_cats() else {
+    let Some(shared) = testkit::shared_dir("flow_from_directory_on_real_photos") else {
         return;
     };
+    let train = testkit::kaggle_photos(&shared);
     let dir = tempfile::tempdir().unwrap();
     for (class, prefix) in [("cats", "cat"), ("dogs", "dog")] {
         std::fs::create_dir_all(dir.path().join(class)).unwrap();

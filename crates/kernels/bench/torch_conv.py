@@ -1,8 +1,10 @@
 """PyTorch CPU timings of the workloads in `examples/conv_bench.rs`.
 
-Times the VGG16 conv-base forward (13 convolutions + 5 max-pools, random weights) and one
+Times the VGG16 conv-base forward (13 convolutions + 5 max-pools, random weights), one
 training step of the small convnet (3 x [conv 3x3, ReLU, max-pool 2], dense 64, ReLU, dense 1,
-binary cross-entropy, backward), printing images/s in the same format as the Rust example.
+binary cross-entropy, backward) and one fine-tuning step (VGG16 block 5 + the top model, dense
+256, ReLU, dense 1, on block 4's output, backward), printing images/s in the same format as the
+Rust example.
 
     python3 crates/kernels/bench/torch_conv.py [--batch 16] [--size 150] [--reps 3]
 """
@@ -74,6 +76,23 @@ def main():
 
     dt = best_time(step, args.reps)
     print(f"  small convnet training step {n / dt:8.2f} images/s")
+
+    s5 = s // 16
+    block5 = []
+    for _ in range(3):
+        block5 += [nn.Conv2d(512, 512, 3, padding=1), nn.ReLU()]
+    finetune = nn.Sequential(
+        *block5, nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(512 * (s5 // 2) ** 2, 256), nn.ReLU(), nn.Linear(256, 1))
+    x5 = torch.relu(torch.randn(n, 512, s5, s5))
+
+    def finetune_step():
+        finetune.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(finetune(x5).squeeze(-1), y)
+        loss.backward()
+
+    dt = best_time(finetune_step, args.reps)
+    print(f"  fine-tuning step (block 5 + top) {n / dt:8.2f} images/s")
 
 
 if __name__ == "__main__":

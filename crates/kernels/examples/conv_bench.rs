@@ -7,9 +7,11 @@
 //!
 //! Prints the measured FMA peak, a per-layer table for the 13 VGG16 conv-base layers (GFLOP/s,
 //! ours vs candle), images/s of the whole conv-base forward (13 convolutions + 5 max-pools,
-//! random weights), and images/s of a training step of the small convnet of the Keras post
-//! (forward + backward of 3 conv/ReLU/pool blocks and the dense top). When `python3 -c "import
-//! torch"` works it also runs `crates/kernels/bench/torch_conv.py` with the same settings.
+//! random weights), images/s of a training step of the small convnet of the Keras post
+//! (forward + backward of 3 conv/ReLU/pool blocks and the dense top), and images/s of a
+//! fine-tuning step (VGG16 block 5 + the top model, forward + backward, on block 4's output).
+//! When `python3 -c "import torch"` works it also runs `crates/kernels/bench/torch_conv.py`
+//! with the same settings.
 
 use candle_core::{D, DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
@@ -147,10 +149,17 @@ fn small_step(x: &Tensor, y: &Tensor, params: &[Var], ours: bool) -> candle_core
         .matmul(&params[8].as_tensor().t()?)?
         .broadcast_add(params[9].as_tensor())?;
     let logits = logits.squeeze(D::Minus1)?;
-    // BCE with logits: max(z, 0) - z y + log(1 + exp(-|z|)).
-    let loss = (logits.relu()? - (&logits * y)?
-        + logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?
-    .mean_all()?;
+    backward(&bce_with_logits(&logits, y)?, params)
+}
+
+/// Binary cross-entropy from logits, averaged: `max(z, 0) - z y + log(1 + exp(-|z|))`.
+fn bce_with_logits(logits: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
+    (logits.relu()? - (logits * y)? + logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?
+        .mean_all()
+}
+
+/// Gradients of `loss` for every parameter; an error when one is missing.
+fn backward(loss: &Tensor, params: &[Var]) -> candle_core::Result<f32> {
     let grads = loss.backward()?;
     for p in params {
         grads
@@ -158,6 +167,36 @@ fn small_step(x: &Tensor, y: &Tensor, params: &[Var], ours: bool) -> candle_core
             .ok_or_else(|| candle_core::Error::Msg("missing gradient".into()))?;
     }
     loss.to_scalar::<f32>()
+}
+
+/// One fine-tuning step on block 4's (frozen) output: VGG16 block 5 (3 × [conv 3 × 3 pad 1,
+/// ReLU], max-pool 2), the top model (dense 256, ReLU, dense 1), binary cross-entropy, and the
+/// gradients of block 5's and the top's parameters.
+fn finetune_step(x: &Tensor, y: &Tensor, params: &[Var], ours: bool) -> candle_core::Result<f32> {
+    let mut h = x.clone();
+    for i in 0..3 {
+        let (w, b) = (params[2 * i].as_tensor(), params[2 * i + 1].as_tensor());
+        h = if ours {
+            kernels::conv2d_relu(&h, w, Some(b), 1)?
+        } else {
+            candle_conv_relu(&h, w, b, 1)?
+        };
+    }
+    h = if ours {
+        kernels::max_pool2d(&h, 2)?
+    } else {
+        h.max_pool2d(2)?
+    };
+    let h = h
+        .flatten_from(1)?
+        .matmul(&params[6].as_tensor().t()?)?
+        .broadcast_add(params[7].as_tensor())?
+        .relu()?;
+    let logits = h
+        .matmul(&params[8].as_tensor().t()?)?
+        .broadcast_add(params[9].as_tensor())?
+        .squeeze(D::Minus1)?;
+    backward(&bce_with_logits(&logits, y)?, params)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -309,6 +348,42 @@ fn main() -> anyhow::Result<()> {
         f64::NAN
     };
     println!("small convnet training step (forward + backward):");
+    println!("  ours   {:>8.2} images/s", o.batch as f64 / ours);
+    println!("  candle {:>8.2} images/s", o.batch as f64 / theirs);
+
+    // Fine-tuning step: block 5 + top on block 4's output (size / 16 after four pools).
+    let s5 = o.size / 16;
+    let mut params = Vec::new();
+    for _ in 0..3 {
+        let scale = (2.0 / (9.0 * 512.0f32)).sqrt();
+        params.push(Var::from_tensor(&randn(
+            &mut rng,
+            &[512, 512, 3, 3],
+            scale,
+        )?)?);
+        params.push(Var::from_tensor(&randn(&mut rng, &[512], 0.01)?)?);
+    }
+    let flat = 512 * (s5 / 2) * (s5 / 2);
+    params.push(Var::from_tensor(&randn(
+        &mut rng,
+        &[256, flat],
+        (1.0 / flat as f32).sqrt(),
+    )?)?);
+    params.push(Var::zeros(256, DType::F32, &Device::Cpu)?);
+    params.push(Var::from_tensor(&randn(&mut rng, &[1, 256], 0.0625)?)?);
+    params.push(Var::zeros(1, DType::F32, &Device::Cpu)?);
+    let x5 = randn(&mut rng, &[o.batch, 512, s5, s5], 1.0)?.relu()?;
+    let ours = time(o.reps, || {
+        Ok(finetune_step(&x5, &y, &params, true).map(drop)?)
+    })?;
+    let theirs = if o.candle {
+        time(o.reps, || {
+            Ok(finetune_step(&x5, &y, &params, false).map(drop)?)
+        })?
+    } else {
+        f64::NAN
+    };
+    println!("fine-tuning step, block 5 + top on {s5}×{s5}×512 (forward + backward):");
     println!("  ours   {:>8.2} images/s", o.batch as f64 / ours);
     println!("  candle {:>8.2} images/s", o.batch as f64 / theirs);
 

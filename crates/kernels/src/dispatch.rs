@@ -2,7 +2,7 @@
 
 use crate::isa::Isa;
 use crate::shape::ConvShape;
-use crate::{direct, winograd};
+use crate::{direct, wgrad_gemm, winograd};
 
 /// A forward-convolution algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +79,27 @@ pub fn conv_input_grad(s: &ConvShape, gy: &[f32], weight: &[f32]) -> Vec<f32> {
     conv_forward(&t, gy, &wt, None, false)
 }
 
+/// A weight-gradient algorithm for 3 × 3 convolutions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightGradAlgorithm {
+    /// Register-blocked dot products along output rows ([`crate::wgrad`]).
+    RowDot,
+    /// One packed GEMM of the gradient and the im2col matrix ([`crate::wgrad_gemm`]).
+    Gemm,
+}
+
+impl WeightGradAlgorithm {
+    /// The algorithm the dispatch uses for `s`: the GEMM for short output rows, the row-dot
+    /// kernel otherwise.
+    pub fn choose(s: &ConvShape) -> WeightGradAlgorithm {
+        if wgrad_gemm::preferred(s) {
+            WeightGradAlgorithm::Gemm
+        } else {
+            WeightGradAlgorithm::RowDot
+        }
+    }
+}
+
 /// Weight gradient of a 3 × 3 convolution from the input `x` and output gradient `gy`; with
 /// `relu_out` (the output of a convolution with fused ReLU) the gradient is taken through the
 /// ReLU. Returns [o, c, 3, 3].
@@ -88,5 +109,20 @@ pub fn conv_weight_grad(
     gy: &[f32],
     relu_out: Option<&[f32]>,
 ) -> Vec<f32> {
-    crate::wgrad::weight_grad(Isa::detect(), s, x, gy, relu_out)
+    conv_weight_grad_with(WeightGradAlgorithm::choose(s), s, x, gy, relu_out)
+}
+
+/// [`conv_weight_grad`] with a given algorithm.
+pub fn conv_weight_grad_with(
+    algo: WeightGradAlgorithm,
+    s: &ConvShape,
+    x: &[f32],
+    gy: &[f32],
+    relu_out: Option<&[f32]>,
+) -> Vec<f32> {
+    let isa = Isa::detect();
+    match algo {
+        WeightGradAlgorithm::RowDot => crate::wgrad::weight_grad(isa, s, x, gy, relu_out),
+        WeightGradAlgorithm::Gemm => wgrad_gemm::weight_grad(isa, s, x, gy, relu_out),
+    }
 }

@@ -9,7 +9,9 @@
 //! - `direct`: implicit GEMM over padded-width columns, any stride-1 kernel (forward, and the
 //!   input gradient as the convolution with the rotated kernel);
 //! - `winograd`: Winograd F(4×4, 3×3) for 3 × 3 layers (AVX-512), forward and input gradient;
-//! - `wgrad`: the 3 × 3 weight gradient as register-blocked dot products;
+//! - `wgrad`: the 3 × 3 weight gradient as register-blocked dot products along output rows;
+//! - `wgrad_gemm`: the 3 × 3 weight gradient as one packed GEMM with the im2col matrix (for
+//!   short output rows, such as VGG16's block 5);
 //! - `pool`: max-pooling forward and backward;
 //! - [`dispatch`]: picks an algorithm by shape and CPU features ([`Isa`]);
 //! - [`peak`]: the machine's measured FMA peak, for reporting efficiency.
@@ -28,9 +30,10 @@ mod pool;
 mod scratch;
 mod shape;
 mod wgrad;
+mod wgrad_gemm;
 mod winograd;
 
-pub use dispatch::Algorithm;
+pub use dispatch::{Algorithm, WeightGradAlgorithm};
 pub use error::KernelError;
 pub use isa::Isa;
 pub use shape::ConvShape;

@@ -4,7 +4,7 @@ mod common;
 
 use candle_core::{Tensor, Var};
 use common::{assert_close, uniform, values};
-use kernels::{Algorithm, ConvShape};
+use kernels::{Algorithm, ConvShape, WeightGradAlgorithm};
 use proptest::prelude::*;
 
 const REL: f32 = 1e-4;
@@ -82,6 +82,29 @@ proptest! {
             let y = kernels::dispatch::conv_forward_with(algo, &s, &xv, &wv, Some(&bv), false);
             let got = Tensor::from_vec(y, want.dims(), want.device()).unwrap();
             assert_close(&format!("{algo:?}"), &got, &want, REL);
+        }
+    }
+
+    #[test]
+    fn every_weight_grad_algorithm_matches_candle((s, seed) in shapes(), relu in any::<bool>()) {
+        let (x, w, _) = operands(&s, seed);
+        let wv = Var::from_tensor(&w).unwrap();
+        let y = reference(&x, wv.as_tensor(), None, s.pad);
+        // With `relu`, the gradient is taken through a ReLU on the output.
+        let r = uniform(seed ^ 3, y.dims(), 1.0);
+        let (loss, relu_out) = if relu {
+            let yr = y.relu().unwrap();
+            ((&yr * &r).unwrap(), Some(values(&yr)))
+        } else {
+            ((&y * &r).unwrap(), None)
+        };
+        let want = loss.sum_all().unwrap().backward().unwrap();
+        let want = want.get(wv.as_tensor()).expect("reference gradient");
+        let (xv, rv) = (values(&x), values(&r));
+        for algo in [WeightGradAlgorithm::RowDot, WeightGradAlgorithm::Gemm] {
+            let g = kernels::dispatch::conv_weight_grad_with(algo, &s, &xv, &rv, relu_out.as_deref());
+            let got = Tensor::from_vec(g, want.dims(), want.device()).unwrap();
+            assert_close(&format!("{algo:?}"), &got, want, REL);
         }
     }
 

@@ -35,11 +35,11 @@ fn relative_error(a: &Tensor, b: &Tensor) -> f32 {
 
 #[test]
 fn conv_base_matches_torchvision() {
-    let Some(shared) = common::shared_dir() else {
+    let Some(shared) = testkit::shared_dir("conv_base_matches_torchvision") else {
         return;
     };
-    let weights_path = shared.join("models/vgg16_imagenet_features.safetensors");
-    let reference_path = shared.join("reference/vgg16_features.safetensors");
+    let weights_path = testkit::shared_weights(&shared);
+    let reference_path = testkit::reference_features(&shared);
     let weights = candle_core::safetensors::load(&weights_path, &Device::Cpu)
         .unwrap_or_else(|e| panic!("{}: {e}", weights_path.display()));
     let reference = candle_core::safetensors::load(&reference_path, &Device::Cpu)

@@ -2,7 +2,7 @@
 //! `glorot_uniform` initialiser, and parameter creation in a [`VarMap`].
 
 use candle_core::{DType, Device, Result, Tensor, Var};
-use candle_nn::{Linear, Module, VarBuilder, VarMap};
+use candle_nn::{Linear, VarBuilder, VarMap};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -190,9 +190,16 @@ impl ConvLayer {
     }
 }
 
-/// A dense layer on `[N, in]` input.
+/// A dense layer on `[N, in]` input, computed as `(W·xᵀ)ᵀ + b` rather than `x·Wᵀ + b`: the
+/// weight's gradient then comes out of the backward matmul contiguous, in the weight's own
+/// `[out, in]` layout, instead of as a transposed view that every later pass (gradient
+/// accumulation, the optimizer) would have to gather element by element.
 pub(crate) fn dense(layer: &Linear, x: &Tensor) -> Result<Tensor> {
-    layer.forward(x)
+    let y = layer.weight().matmul(&x.t()?)?.t()?;
+    match layer.bias() {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
 }
 
 /// Checks that `x` is a batch `[N, C, H, W]` with `channels` channels and at least

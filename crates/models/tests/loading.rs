@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use common::{max_abs_diff, random_vgg16_tensors, uniform};
+use common::{random_vgg16_tensors, uniform};
 use models::{ModelError, Vgg16, vgg16_tensor_specs};
+use testkit::max_abs_diff;
 
 fn save(path: &Path, tensors: &BTreeMap<String, Tensor>) {
     let map: HashMap<String, Tensor> = tensors.clone().into_iter().collect();

@@ -4,13 +4,14 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use common::{max_abs_diff, random_vgg16, uniform, values};
+use common::{random_vgg16, uniform};
 use models::{
     Mode, ModelError, Network, SmallCnn, SmallCnnConfig, TopModel, TopModelConfig, Vgg16,
     Vgg16Classifier, Vgg16Head, Vgg16Top, dropout, glorot_uniform,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use testkit::{max_abs_diff, values};
 
 fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use common::{max_abs_diff, random_vgg16, uniform};
+use common::{random_vgg16, uniform};
 use models::{
     Architecture, MODEL_SPEC_KEY, Model, ModelError, ModelSpec, Network, Preprocessing, SmallCnn,
     SmallCnnConfig, TopModel, TopModelConfig, Vgg16Top, build_from_spec, load_from_spec,
@@ -15,6 +15,7 @@ use models::{
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use testkit::max_abs_diff;
 
 fn classes(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()

@@ -1,15 +1,13 @@
 //! VGG16 conv base against torchvision's output on the shared reference photos.
 
-mod common;
-
 use candle_core::Device;
 use candle_nn::VarMap;
-use common::{max_abs_diff, shared_dir};
 use models::{
     Network, Vgg16, Vgg16Classifier, Vgg16Head, Vgg16Top, WeightsResolver, WeightsSource,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use testkit::{max_abs_diff, reference_features, shared_dir, shared_weights};
 
 /// sha256 of `models/vgg16_imagenet_features.safetensors`, as its SOURCE.md states.
 const SHARED_WEIGHTS_SHA256: &str =
@@ -20,8 +18,8 @@ fn block4_and_block5_match_torchvision() {
     let Some(shared) = shared_dir("block4_and_block5_match_torchvision") else {
         return;
     };
-    let weights = shared.join("models/vgg16_imagenet_features.safetensors");
-    let reference = shared.join("reference/vgg16_features.safetensors");
+    let weights = shared_weights(&shared);
+    let reference = reference_features(&shared);
     let device = Device::Cpu;
 
     let vgg = Vgg16::load(&weights, &device).expect("load VGG16 weights");
@@ -62,7 +60,7 @@ fn resolving_an_explicit_path_records_its_digest() {
     let Some(shared) = shared_dir("resolving_an_explicit_path_records_its_digest") else {
         return;
     };
-    let weights = shared.join("models/vgg16_imagenet_features.safetensors");
+    let weights = shared_weights(&shared);
     let resolver = WeightsResolver {
         explicit: Some(weights.clone()),
         env_value: None,

@@ -20,7 +20,7 @@ mod device;
 mod overrides;
 mod sections;
 
-pub use cli::{ConfigArgs, StageArgs, error_chain, run_main};
+pub use cli::{ConfigArgs, StageArgs, TrainArgs, error_chain, run_main};
 pub use device::{DeviceArg, describe as describe_device};
 pub use overrides::apply_override;
 pub use sections::*;
@@ -67,6 +67,12 @@ pub enum PipelineError {
     /// The `--device` value is not understood or the device is not available.
     #[error("device `{0}`")]
     Device(String),
+    /// The Ctrl-C handler could not be installed.
+    #[error(transparent)]
+    Engine(#[from] engine::EngineError),
+    /// [`Pipeline::get`] was asked for a key the pipeline does not have.
+    #[error("`{0}`: no such setting (or an optional one that is unset)")]
+    NoSuchKey(String),
 }
 
 impl Pipeline {
@@ -107,6 +113,17 @@ impl Pipeline {
                 source,
             })?;
         Ok(pipeline)
+    }
+
+    /// The effective value of the setting `key` (`data.dir`, `small_cnn.augment.zoom_range`,
+    /// or a whole section such as `top`), defaults and overrides included, as JSON; an unset
+    /// optional setting of the pipeline's own sections is `null`.
+    pub fn get(&self, key: &str) -> Result<serde_json::Value, PipelineError> {
+        let all = serde_json::to_value(self).expect("pipeline serializes");
+        key.split('.')
+            .try_fold(&all, |value, part| value.get(part))
+            .cloned()
+            .ok_or_else(|| PipelineError::NoSuchKey(key.to_string()))
     }
 
     /// sha256 of the named sections' effective values (defaults included), plus `extra`

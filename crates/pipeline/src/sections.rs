@@ -1,6 +1,6 @@
 //! The typed sections of a pipeline file, with their defaults (the post's recipe) and ranges.
 
-use engine::OptimizerConfig;
+use engine::{OptimizerConfig, Schedule};
 use imagedata::{AugmentConfig, ClassMode, ConfigError, Interpolation, Preprocessing};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -260,6 +260,26 @@ impl From<Monitor> for engine::Metric {
     }
 }
 
+/// Gives each training section (which all have the keys `epochs`, `optimizer`, `monitor` and
+/// `early_stopping_patience`) its `schedule()`.
+macro_rules! training_schedule {
+    ($($section:ty),+) => {$(
+        impl $section {
+            /// The keys that drive the training loop.
+            pub fn schedule(&self) -> Schedule {
+                Schedule {
+                    epochs: self.epochs,
+                    optimizer: self.optimizer.clone(),
+                    monitor: self.monitor.into(),
+                    early_stopping_patience: self.early_stopping_patience,
+                }
+            }
+        }
+    )+};
+}
+
+training_schedule!(SmallCnnSection, TopSection, FinetuneSection);
+
 fn check_optimizer(section: &str, cfg: &OptimizerConfig) -> Result<(), ConfigError> {
     cfg.validate().map_err(|e| match e {
         engine::EngineError::Config { key, reason } => {
@@ -335,5 +355,29 @@ impl Pipeline {
             .validate()
             .map_err(|e| e.within("finetune.augment"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_training_section_gives_its_schedule() {
+        let mut p = Pipeline::default();
+        p.top.epochs = 7;
+        p.top.monitor = Monitor::ValLoss;
+        p.top.early_stopping_patience = Some(3);
+        let s = p.top.schedule();
+        assert_eq!(
+            (s.epochs, s.monitor, s.early_stopping_patience),
+            (7, engine::Metric::ValLoss, Some(3))
+        );
+        assert_eq!(s.optimizer, OptimizerConfig::rmsprop());
+        assert_eq!(
+            p.finetune.schedule().optimizer,
+            OptimizerConfig::sgd(1e-4, 0.9)
+        );
+        assert_eq!(p.small_cnn.schedule().monitor, engine::Metric::ValAcc);
     }
 }

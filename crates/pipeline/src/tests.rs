@@ -121,8 +121,32 @@ fn device_arg_parses() {
 #[test]
 fn shipped_pipelines_parse() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines");
-    for name in ["blog.toml", "demo.toml"] {
+    for name in ["blog.toml", "demo.toml", "smoke.toml"] {
         let p = Pipeline::load(&root.join(name), &[]);
         assert!(p.is_ok(), "{name}: {}", p.unwrap_err());
+    }
+}
+
+#[test]
+fn get_reads_effective_values() {
+    let p = parse("[data]\ndir = \"data/demo\"\n", &["top.epochs=3"]).unwrap();
+    assert_eq!(p.get("data.dir").unwrap(), serde_json::json!("data/demo"));
+    assert_eq!(
+        p.get("data.artifacts").unwrap(),
+        serde_json::json!("artifacts")
+    );
+    assert_eq!(p.get("top.epochs").unwrap(), serde_json::json!(3));
+    assert_eq!(
+        p.get("bottleneck.weights").unwrap(),
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        p.get("small_cnn.augment.zoom_range").unwrap(),
+        serde_json::to_value(p.small_cnn.augment.zoom_range).unwrap()
+    );
+    assert_eq!(p.get("top").unwrap()["epochs"], 3);
+    for key in ["data.dirs", "dat.dir", "data.dir.x", ""] {
+        let err = p.get(key).unwrap_err().to_string();
+        assert!(err.contains(&format!("`{key}`")), "{err}");
     }
 }

@@ -18,61 +18,26 @@ pub enum TrainError {
         reason: String,
     },
 
-    /// An output file could not be written.
-    #[error("{}: {reason}", path.display())]
-    Output {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
-
     /// An image or a class folder could not be read.
     #[error(transparent)]
-    Data(Box<imagedata::DataError>),
+    Data(#[from] imagedata::DataError),
 
     /// A split could not be scanned or digested, or the splits do not match.
     #[error(transparent)]
     Split(Box<extract::ExtractError>),
 
-    /// Training failed.
+    /// Training, or writing its results, failed.
     #[error(transparent)]
-    Engine(Box<engine::EngineError>),
+    Engine(#[from] engine::EngineError),
 
     /// The model could not be built or described.
     #[error(transparent)]
-    Model(Box<models::ModelError>),
-
-    /// An artifact could not be read or written.
-    #[error(transparent)]
-    Artifact(#[from] artifact::ArtifactError),
-
-    /// A tensor operation failed.
-    #[error(transparent)]
-    Tensor(#[from] candle_core::Error),
-}
-
-impl From<imagedata::DataError> for TrainError {
-    fn from(e: imagedata::DataError) -> Self {
-        Self::Data(Box::new(e))
-    }
+    Model(#[from] models::ModelError),
 }
 
 impl From<extract::ExtractError> for TrainError {
     fn from(e: extract::ExtractError) -> Self {
         Self::Split(Box::new(e))
-    }
-}
-
-impl From<engine::EngineError> for TrainError {
-    fn from(e: engine::EngineError) -> Self {
-        Self::Engine(Box::new(e))
-    }
-}
-
-impl From<models::ModelError> for TrainError {
-    fn from(e: models::ModelError) -> Self {
-        Self::Model(Box::new(e))
     }
 }
 

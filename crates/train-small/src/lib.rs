@@ -22,8 +22,8 @@ pub mod train;
 pub use data::{load_flow, resolve_class_mode};
 pub use error::{Result, TrainError};
 pub use train::{
-    BestEpoch, Metrics, Timing, TrainOptions, TrainOutcome, TrainReport, small_cnn_dir,
-    train_small, training_settings,
+    Metrics, Timing, TrainOptions, TrainOutcome, TrainReport, small_cnn_dir, train_small,
+    training_settings,
 };
 
 /// The stage name recorded in the model's provenance.

@@ -3,7 +3,8 @@
 
 use anyhow::Result;
 use clap::Parser;
-use pipeline::StageArgs;
+use engine::stage::{interrupted_message, written_message};
+use pipeline::TrainArgs;
 use train_small::{Metrics, TrainOptions, TrainOutcome};
 
 /// Trains Conv 32 → Conv 32 → Conv 64 (3×3, ReLU, max-pool 2 each) → Dense 64 → Dropout 0.5 →
@@ -16,11 +17,7 @@ use train_small::{Metrics, TrainOptions, TrainOutcome};
 #[command(version, about)]
 struct Cli {
     #[command(flatten)]
-    stage: StageArgs,
-    /// Continue from `small_cnn/checkpoints/last.safetensors` (after Ctrl-C, or with more
-    /// `small_cnn.epochs` than the run had).
-    #[arg(long)]
-    resume: bool,
+    train: TrainArgs,
 }
 
 fn main() -> std::process::ExitCode {
@@ -29,28 +26,19 @@ fn main() -> std::process::ExitCode {
 
 fn print_saved(m: &Metrics) {
     println!(
-        "saved the weights of epoch {} ({}): val_acc {:.4}, val_loss {:.4} on {} validation \
-         images; confusion matrix {:?} (rows: true {}, columns: predicted)",
-        m.saved_epoch,
-        m.best
-            .as_ref()
-            .map(|b| format!("best {}", b.metric))
-            .unwrap_or_else(|| "last epoch".into()),
-        m.saved_val_acc,
-        m.saved_val_loss,
-        m.validation_samples,
-        m.confusion_matrix,
+        "{} (rows: true {}, columns: predicted)",
+        m.summary.saved_line(m.validation_samples),
         m.classes.join(", ")
     );
 }
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
-    let pipeline = cli.stage.load()?;
-    let mut options = TrainOptions::new(cli.stage.device.open()?);
-    options.force = cli.stage.force;
-    options.resume = cli.resume;
-    options.interrupt = Some(engine::Interrupt::ctrl_c()?);
+    let pipeline = cli.train.load()?;
+    let options = TrainOptions {
+        stage: cli.train.options()?,
+        progress: true,
+    };
     let report = train_small::train_small(&pipeline, &options)?;
     match &report.outcome {
         TrainOutcome::UpToDate(metrics) => {
@@ -60,14 +48,10 @@ fn run() -> Result<()> {
             println!("{}: up to date", report.model.display());
         }
         TrainOutcome::Interrupted { epoch, batch } => {
-            println!("interrupted in epoch {epoch} after batch {batch}; continue with --resume")
+            println!("{}", interrupted_message(*epoch, *batch))
         }
         TrainOutcome::Trained(m) => {
-            println!(
-                "final epoch {}: {}",
-                m.final_epoch.epoch,
-                m.final_epoch.metrics_line()
-            );
+            println!("{}", m.summary.final_line());
             print_saved(m);
             if let Some(t) = &m.timing {
                 println!(
@@ -83,11 +67,10 @@ fn run() -> Result<()> {
                 );
             }
             println!(
-                "images loaded in {:.1} s; total {:.1} s; wrote {} and {}",
+                "images loaded in {:.1} s; total {:.1} s; {}",
                 report.data_seconds,
                 m.seconds,
-                report.model.display(),
-                report.dir.join("metrics.json").display()
+                written_message(&report.dir)
             );
         }
     }

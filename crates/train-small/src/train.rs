@@ -3,14 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use artifact::{Freshness, Metadata, Provenance, check_fresh};
+use artifact::Provenance;
 use candle_core::Device;
 use candle_nn::VarMap;
-use engine::{
-    BatchIter, BatchSource, EarlyStopping, EpochRecord, FitConfig, FitStatus, Interrupt, Metric,
-    Params, Verbosity,
-};
-use extract::{Split, SplitData};
+use engine::stage::{self, FitSummary, StageDir, StageFit, StageOptions, StageOutcome};
+use engine::{BatchIter, BatchSource, EpochRecord, Params, Wrap, Wrapped};
+use extract::SplitData;
 use imagedata::{ClassMode, FlowOptions, ImageDataGenerator};
 use models::{Architecture, ModelSpec, SmallCnn, SmallCnnConfig};
 use pipeline::Pipeline;
@@ -19,10 +17,6 @@ use serde::{Deserialize, Serialize};
 use crate::data::{load_flow, resolve_class_mode};
 use crate::error::{Result, TrainError};
 
-/// The model file in the output folder.
-const MODEL_FILE: &str = "model.safetensors";
-/// The metrics file in the output folder.
-const METRICS_FILE: &str = "metrics.json";
 /// The record tying `checkpoints/last.safetensors` to its data and settings.
 const RUN_FILE: &str = "run.json";
 /// Batches the image flows prepare ahead of the training loop.
@@ -77,43 +71,20 @@ struct RunRecord {
 /// How to run the stage (besides the pipeline file).
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
-    /// Train even when the model is up to date.
-    pub force: bool,
-    /// Continue an interrupted (or shorter) run from `checkpoints/last.safetensors`.
-    pub resume: bool,
-    /// Where to train.
-    pub device: Device,
-    /// Console output of the training loop and the stage's notes.
-    pub verbosity: Verbosity,
+    /// What every training stage takes: force, resume, device, console output, stop request.
+    pub stage: StageOptions,
     /// Show a progress bar while the images are decoded.
     pub progress: bool,
-    /// A stop request checked after every batch.
-    pub interrupt: Option<Interrupt>,
 }
 
 impl TrainOptions {
     /// Defaults on `device`: no force, no resume, progress bars, no stop request.
     pub fn new(device: Device) -> Self {
         Self {
-            force: false,
-            resume: false,
-            device,
-            verbosity: Verbosity::Bar,
+            stage: StageOptions::new(device),
             progress: true,
-            interrupt: None,
         }
     }
-}
-
-/// The best epoch by the monitored metric.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BestEpoch {
-    /// The metric (`val_acc` or `val_loss`).
-    pub metric: String,
-    /// Its value.
-    pub value: f64,
-    /// The epoch (1-based).
-    pub epoch: usize,
 }
 
 /// How long the epochs run by one invocation took.
@@ -155,18 +126,9 @@ pub struct Metrics {
     pub status: String,
     /// Epochs in the history.
     pub epochs: usize,
-    /// The last epoch's figures.
-    pub final_epoch: EpochRecord,
-    /// The best epoch by the monitored metric.
-    pub best: Option<BestEpoch>,
-    /// The epoch whose weights `model.safetensors` holds (the best one).
-    pub saved_epoch: usize,
-    /// Validation loss of the saved model.
-    pub saved_val_loss: f64,
-    /// Validation accuracy of the saved model.
-    pub saved_val_acc: f64,
-    /// The saved model's validation confusion matrix, `[true][predicted]`.
-    pub confusion_matrix: Vec<Vec<usize>>,
+    /// The last and best epochs, and the saved model's validation figures.
+    #[serde(flatten)]
+    pub summary: FitSummary,
     /// Epoch times and throughput of this invocation (`None` when it ran no epoch).
     pub timing: Option<Timing>,
     /// Wall-clock seconds of this invocation, loading the images included.
@@ -174,20 +136,7 @@ pub struct Metrics {
 }
 
 /// What the stage did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TrainOutcome {
-    /// The model was up to date; its metrics, when `metrics.json` could be read.
-    UpToDate(Option<Metrics>),
-    /// A model was trained.
-    Trained(Metrics),
-    /// A stop was requested; a checkpoint to resume from was saved, no model was written.
-    Interrupted {
-        /// The epoch in progress.
-        epoch: usize,
-        /// The last batch finished in it.
-        batch: usize,
-    },
-}
+pub type TrainOutcome = StageOutcome<Metrics>;
 
 /// The stage's result.
 #[derive(Debug, Clone, PartialEq)]
@@ -205,18 +154,13 @@ pub struct TrainReport {
     pub outcome: TrainOutcome,
 }
 
-/// Wall-clock time spent in a source's passes.
+/// Wall-clock time spent in the passes over a wrapped source ([`Wrapped`]), each measured from
+/// the request for the pass until its iterator is dropped (so the consumer's work on the
+/// batches counts).
 #[derive(Debug, Default)]
 struct Clock {
     seconds: f64,
     passes: usize,
-}
-
-/// A batch source that measures how long each pass over it takes, from the request for the
-/// pass until its iterator is dropped (so the consumer's work on the batches counts).
-struct TimedSource<S> {
-    inner: S,
-    clock: Clock,
 }
 
 struct TimedIter<'a> {
@@ -240,48 +184,21 @@ impl Drop for TimedIter<'_> {
     }
 }
 
-impl<S: BatchSource> BatchSource for TimedSource<S> {
-    fn num_samples(&self) -> usize {
-        self.inner.num_samples()
-    }
-
-    fn num_batches(&self) -> usize {
-        self.inner.num_batches()
-    }
-
-    fn epoch(&mut self, epoch: usize) -> engine::Result<BatchIter<'_>> {
-        self.epoch_from(epoch, 0)
-    }
-
-    fn epoch_from(&mut self, epoch: usize, skip: usize) -> engine::Result<BatchIter<'_>> {
+impl<S: BatchSource> Wrap<S> for Clock {
+    fn epoch_from<'a>(
+        &'a mut self,
+        inner: &'a mut S,
+        epoch: usize,
+        skip: usize,
+    ) -> engine::Result<BatchIter<'a>> {
         let started = Instant::now();
-        let Self { inner, clock } = self;
         let inner = inner.epoch_from(epoch, skip)?;
         Ok(Box::new(TimedIter {
             inner,
-            clock,
+            clock: self,
             started,
         }))
     }
-}
-
-fn note(options: &TrainOptions, text: &str) {
-    if options.verbosity != Verbosity::Quiet {
-        println!("{text}");
-    }
-}
-
-fn read_metrics(path: &Path) -> Option<Metrics> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-}
-
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let json = serde_json::to_string_pretty(value).map_err(|e| TrainError::Output {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    artifact::atomic_write(path, json.as_bytes())?;
-    Ok(())
 }
 
 /// Checks, before resuming, that the checkpoint in `dir` was made from the same images and
@@ -325,12 +242,9 @@ fn check_resumable(dir: &Path, identity: &str) -> Result<()> {
 /// folder. The saved model holds the weights of the best epoch by `small_cnn.monitor`.
 pub fn train_small(pipeline: &Pipeline, options: &TrainOptions) -> Result<TrainReport> {
     let started = Instant::now();
-    let dir = small_cnn_dir(&pipeline.data.artifacts);
-    let model_path = dir.join(MODEL_FILE);
-    let metrics_path = dir.join(METRICS_FILE);
-    let train = SplitData::scan(&pipeline.data.dir, Split::Train)?;
-    let validation = SplitData::scan(&pipeline.data.dir, Split::Validation)?;
-    train.check_same_classes(&validation)?;
+    let out = StageDir::new(small_cnn_dir(&pipeline.data.artifacts));
+    let o = &options.stage;
+    let (train, validation) = SplitData::scan_pair(&pipeline.data.dir)?;
     let class_mode = resolve_class_mode(pipeline.data.class_mode, &train.classes)?;
     let s = &pipeline.small_cnn;
     let target_size = pipeline.data.target_size;
@@ -348,26 +262,26 @@ pub fn train_small(pipeline: &Pipeline, options: &TrainOptions) -> Result<TrainR
     )
     .input("train_data", &train.digest)
     .input("validation_data", &validation.digest);
-    let reason = match check_fresh(&model_path, &provenance)? {
-        Freshness::UpToDate if !options.force => {
-            return Ok(TrainReport {
-                dir,
-                model: model_path,
-                reason: None,
-                data_seconds: started.elapsed().as_secs_f64(),
-                outcome: TrainOutcome::UpToDate(read_metrics(&metrics_path)),
-            });
-        }
-        Freshness::UpToDate => "--force".to_string(),
-        Freshness::Missing => "no model yet".to_string(),
-        Freshness::Stale(why) => why,
+    let report = |reason, data_seconds, outcome| TrainReport {
+        dir: out.dir.clone(),
+        model: out.model.clone(),
+        reason,
+        data_seconds,
+        outcome,
+    };
+    let Some(reason) = stage::retrain_reason(&out.model, &provenance, o.force)? else {
+        return Ok(report(
+            None,
+            started.elapsed().as_secs_f64(),
+            StageOutcome::UpToDate(out.read_metrics()),
+        ));
     };
     let identity = run_identity(pipeline, &train, &validation);
-    if options.resume {
-        check_resumable(&dir, &identity)?;
+    if o.resume {
+        check_resumable(&out.dir, &identity)?;
     }
 
-    let device = &options.device;
+    let device = &o.device;
     let seed = pipeline.data.seed;
     let generator = ImageDataGenerator::new(s.augment.clone(), s.preprocessing)
         .map_err(|e| TrainError::Settings(format!("small_cnn.augment: {e}")))?;
@@ -388,8 +302,8 @@ pub fn train_small(pipeline: &Pipeline, options: &TrainOptions) -> Result<TrainR
         flow_options(true),
         options.progress,
     )?;
-    let mut validation_source = TimedSource {
-        inner: load_flow(
+    let mut validation_source = Wrapped::new(
+        load_flow(
             &validation,
             target_size,
             interpolation,
@@ -397,26 +311,23 @@ pub fn train_small(pipeline: &Pipeline, options: &TrainOptions) -> Result<TrainR
             flow_options(false),
             options.progress,
         )?,
-        clock: Clock::default(),
-    };
-    let data_seconds = started.elapsed().as_secs_f64();
-    note(
-        options,
-        &format!(
-            "Training the small convnet ({reason}): {} training and {} validation images of \
-             {h}x{w}, {} classes ({}), {}, on {}",
-            train.len(),
-            validation.len(),
-            spec.classes.len(),
-            spec.classes.join(", "),
-            if spec.is_binary() {
-                "one sigmoid unit"
-            } else {
-                "softmax"
-            },
-            pipeline::describe_device(device)
-        ),
+        Clock::default(),
     );
+    let data_seconds = started.elapsed().as_secs_f64();
+    o.note(&format!(
+        "Training the small convnet ({reason}): {} training and {} validation images of \
+         {h}x{w}, {} classes ({}), {}, on {}",
+        train.len(),
+        validation.len(),
+        spec.classes.len(),
+        spec.classes.join(", "),
+        if spec.is_binary() {
+            "one sigmoid unit"
+        } else {
+            "softmax"
+        },
+        pipeline::describe_device(device)
+    ));
 
     let varmap = VarMap::new();
     let mut rng = imagedata::rng::stream(seed, crate::INIT_STREAM);
@@ -430,76 +341,39 @@ pub fn train_small(pipeline: &Pipeline, options: &TrainOptions) -> Result<TrainR
         device,
     )?;
     let params = Params::all_trainable(&varmap)?;
-
-    let mut spec_meta = Metadata::new();
-    spec.insert_into(&mut spec_meta);
-    spec_meta.insert(
-        engine::INTERPOLATION_KEY.into(),
-        serde_json::to_string(&interpolation).unwrap_or_default(),
-    );
-    let metric = Metric::from(s.monitor);
-    let mut config = FitConfig::new(s.epochs, seed, s.optimizer.clone());
-    config.out_dir = Some(dir.clone());
-    config.resume = options.resume;
-    config.keep_best = Some(metric);
-    config.early_stopping = s.early_stopping_patience.map(|patience| EarlyStopping {
-        monitor: metric,
-        patience,
-        min_delta: 0.0,
-    });
-    config.verbosity = options.verbosity;
-    config.interrupt = options.interrupt.clone();
-    config.weights_metadata = spec_meta.clone();
-
-    if !options.resume {
-        write_json(
-            &dir.join("checkpoints").join(RUN_FILE),
+    let spec_meta = stage::spec_metadata(&spec, Some(interpolation));
+    let config = o.fit_config(&s.schedule(), seed, &out.dir, spec_meta.clone());
+    if !o.resume {
+        stage::write_json(
+            &out.dir.join("checkpoints").join(RUN_FILE),
             &RunRecord {
                 stage: crate::STAGE.into(),
                 run: identity,
             },
         )?;
     }
-    let outcome = engine::fit(
+    let fitted = match stage::fit_keep_best(
         &model,
         &params,
         &mut train_source,
-        Some(&mut validation_source),
+        &mut validation_source,
         &config,
-    )?;
-    let status = match outcome.status {
-        FitStatus::Interrupted { epoch, batch } => {
-            return Ok(TrainReport {
-                dir,
-                model: model_path,
-                reason: Some(reason),
+    )? {
+        StageFit::Finished(fitted) => fitted,
+        StageFit::Interrupted { epoch, batch } => {
+            return Ok(report(
+                Some(reason),
                 data_seconds,
-                outcome: TrainOutcome::Interrupted { epoch, batch },
-            });
+                StageOutcome::Interrupted { epoch, batch },
+            ));
         }
-        FitStatus::Completed => "completed",
-        FitStatus::EarlyStopped { .. } => "early_stopped",
     };
-    let final_epoch = outcome
-        .history
-        .epochs
-        .last()
-        .cloned()
-        .ok_or_else(|| TrainError::Settings("training ran no epoch".into()))?;
     let timing = timing(
-        &outcome.history.epochs,
-        &validation_source.clock,
+        &fitted.history.epochs,
+        &validation_source.wrap,
         train.len(),
         validation.len(),
     );
-    let best_path = dir.join("checkpoints").join("best.safetensors");
-    let saved_epoch = match &outcome.best {
-        Some(best) if best_path.exists() => {
-            params.load(&best_path)?;
-            best.epoch
-        }
-        _ => final_epoch.epoch,
-    };
     let evaluation = engine::evaluate(&model, &mut validation_source.inner)?;
     let metrics = Metrics {
         classes: spec.classes.clone(),
@@ -509,36 +383,21 @@ pub fn train_small(pipeline: &Pipeline, options: &TrainOptions) -> Result<TrainR
         validation_samples: validation.len(),
         batch_size: s.batch_size,
         device: pipeline::describe_device(device),
-        status: status.into(),
-        epochs: outcome.history.epochs.len(),
-        final_epoch,
-        best: outcome.best.map(|b| BestEpoch {
-            metric: b.metric.name().into(),
-            value: b.value,
-            epoch: b.epoch,
-        }),
-        saved_epoch,
-        saved_val_loss: evaluation.loss,
-        saved_val_acc: evaluation.acc,
-        confusion_matrix: evaluation.confusion_matrix(),
+        status: fitted.status.into(),
+        epochs: fitted.history.epochs.len(),
+        summary: fitted.summary(&evaluation),
         timing,
         seconds: started.elapsed().as_secs_f64(),
     };
-    write_json(&metrics_path, &metrics)?;
-    // The model goes last: its provenance marks the folder as complete.
-    let mut meta = spec_meta;
-    meta.extend(provenance.to_metadata());
-    meta.insert("small_cnn.epoch".into(), saved_epoch.to_string());
-    meta.insert("small_cnn.val_acc".into(), evaluation.acc.to_string());
-    meta.insert("small_cnn.val_loss".into(), evaluation.loss.to_string());
-    params.save(&model_path, &meta)?;
-    Ok(TrainReport {
-        dir,
-        model: model_path,
-        reason: Some(reason),
+    let meta = metrics
+        .summary
+        .model_metadata(spec_meta, &provenance, "small_cnn");
+    out.save(&metrics, &params, &meta)?;
+    Ok(report(
+        Some(reason),
         data_seconds,
-        outcome: TrainOutcome::Trained(metrics),
-    })
+        StageOutcome::Trained(metrics),
+    ))
 }
 
 /// The timing of the epochs this invocation ran: the last `clock.passes` records of the

@@ -8,7 +8,7 @@ use train_small::{TrainOptions, TrainOutcome, train_small};
 
 fn options() -> TrainOptions {
     let mut o = TrainOptions::new(candle_core::Device::Cpu);
-    o.verbosity = Verbosity::Quiet;
+    o.stage.verbosity = Verbosity::Quiet;
     o.progress = false;
     o
 }
@@ -35,7 +35,7 @@ fn interrupted_mid_epoch_then_resumed_equals_an_uninterrupted_run() {
     let interrupt = Interrupt::new();
     interrupt.trigger();
     let mut o = options();
-    o.interrupt = Some(interrupt);
+    o.stage.interrupt = Some(interrupt);
     let report = train_small(&stopped, &o).unwrap();
     assert_eq!(
         report.outcome,
@@ -49,7 +49,7 @@ fn interrupted_mid_epoch_then_resumed_equals_an_uninterrupted_run() {
     );
 
     let mut o = options();
-    o.resume = true;
+    o.stage.resume = true;
     let report = train_small(&stopped, &o).unwrap();
     let TrainOutcome::Trained(m) = &report.outcome else {
         panic!("{:?}", report.outcome);

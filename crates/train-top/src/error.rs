@@ -64,26 +64,17 @@ pub enum TopError {
         k: usize,
     },
 
-    /// An output file could not be written or an existing one read.
-    #[error("{}: {reason}", path.display())]
-    Output {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
-
     /// Reading the features or the data folder failed.
     #[error(transparent)]
     Extract(Box<extract::ExtractError>),
 
-    /// Training failed.
+    /// Training, or writing its results, failed.
     #[error(transparent)]
-    Engine(Box<engine::EngineError>),
+    Engine(#[from] engine::EngineError),
 
     /// The model could not be built or described.
     #[error(transparent)]
-    Model(Box<models::ModelError>),
+    Model(#[from] models::ModelError),
 
     /// An artifact could not be read or written.
     #[error(transparent)]
@@ -97,18 +88,6 @@ pub enum TopError {
 impl From<extract::ExtractError> for TopError {
     fn from(e: extract::ExtractError) -> Self {
         Self::Extract(Box::new(e))
-    }
-}
-
-impl From<engine::EngineError> for TopError {
-    fn from(e: engine::EngineError) -> Self {
-        Self::Engine(Box::new(e))
-    }
-}
-
-impl From<models::ModelError> for TopError {
-    fn from(e: models::ModelError) -> Self {
-        Self::Model(Box::new(e))
     }
 }
 

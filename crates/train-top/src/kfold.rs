@@ -12,16 +12,15 @@ use std::time::Instant;
 
 use artifact::Provenance;
 use candle_core::{Device, Tensor};
-use engine::{FitConfig, FitStatus, Interrupt, Params, TensorSource, Verbosity};
+use engine::stage;
+use engine::{FitStatus, Interrupt, Params, TensorSource, Verbosity};
 use pipeline::Pipeline;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TopError};
 use crate::features::FeaturePair;
-use crate::train::{
-    build_top, check_class_mode, early_stopping, spec_for, top_dir, training_settings,
-};
+use crate::train::{build_top, check_class_mode, spec_for, top_dir, training_settings};
 
 /// How to cross-validate.
 #[derive(Debug, Clone)]
@@ -172,8 +171,7 @@ pub fn run_kfold(
         .input("validation_features", &validation_header.digest);
     let stored = StoredProvenance::from(&provenance);
     if !options.force
-        && let Ok(text) = std::fs::read_to_string(&path)
-        && let Ok(previous) = serde_json::from_str::<KFoldReport>(&text)
+        && let Some(previous) = stage::read_json::<KFoldReport>(&path)
         && previous.provenance == stored
     {
         return Ok((previous, true));
@@ -220,9 +218,8 @@ pub fn run_kfold(
         let params = Params::all_trainable(&varmap)?;
         let mut train = TensorSource::new(tx, tl, pipeline.top.batch_size)?.shuffled(seed);
         let mut validation = TensorSource::new(vx, vl, pipeline.top.batch_size)?;
-        let mut config = FitConfig::new(pipeline.top.epochs, seed, pipeline.top.optimizer.clone());
+        let mut config = pipeline.top.schedule().fit_config(seed);
         config.keep_best = Some(engine::Metric::ValAcc);
-        config.early_stopping = early_stopping(pipeline);
         config.verbosity = Verbosity::Quiet;
         config.interrupt = options.interrupt.clone();
         let started = Instant::now();
@@ -274,11 +271,7 @@ pub fn run_kfold(
         std_acc,
         provenance: stored,
     };
-    let json = serde_json::to_string_pretty(&report).map_err(|e| TopError::Output {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    artifact::atomic_write(&path, json.as_bytes())?;
+    stage::write_json(&path, &report)?;
     Ok((report, false))
 }
 

@@ -25,8 +25,7 @@ pub use kfold::{
     stratified_folds,
 };
 pub use train::{
-    BestEpoch, MetricsFile, TopOptions, TopOutcome, TopReport, top_dir, train_top,
-    training_settings,
+    MetricsFile, TopOptions, TopOutcome, TopReport, top_dir, train_top, training_settings,
 };
 pub use views::ViewSource;
 

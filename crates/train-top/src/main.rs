@@ -3,7 +3,8 @@
 
 use anyhow::Result;
 use clap::Parser;
-use pipeline::StageArgs;
+use engine::stage::{interrupted_message, written_message};
+use pipeline::TrainArgs;
 use train_top::{KFoldOptions, TopOptions, TopOutcome};
 
 /// Trains Flatten → Dense 256 → ReLU → Dropout 0.5 → Dense (sigmoid for two classes, softmax
@@ -14,7 +15,7 @@ use train_top::{KFoldOptions, TopOptions, TopOutcome};
 #[command(version, about)]
 struct Cli {
     #[command(flatten)]
-    stage: StageArgs,
+    train: TrainArgs,
     /// Train on the cached augmented views (`train_augmented.safetensors`, one view per image
     /// per epoch) instead of the plain training features.
     #[arg(long)]
@@ -23,9 +24,6 @@ struct Cli {
     /// with K folds (default: `top.kfold`); writes `top/kfold.json` instead of a model.
     #[arg(long, value_name = "K", num_args = 0..=1)]
     kfold: Option<Option<usize>>,
-    /// Continue an interrupted run from `top/checkpoints/last.safetensors`.
-    #[arg(long)]
-    resume: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -34,9 +32,8 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
-    let pipeline = cli.stage.load()?;
-    let device = cli.stage.device.open()?;
-    let interrupt = Some(engine::Interrupt::ctrl_c()?);
+    let pipeline = cli.train.load()?;
+    let stage = cli.train.options()?;
 
     if let Some(k) = cli.kfold {
         if cli.use_augmented {
@@ -47,9 +44,9 @@ fn run() -> Result<()> {
         }
         let options = KFoldOptions {
             k: k.unwrap_or(pipeline.top.kfold),
-            force: cli.stage.force,
-            device,
-            interrupt,
+            force: stage.force,
+            device: stage.device,
+            interrupt: stage.interrupt,
         };
         println!(
             "{}-fold cross-validation, {} epochs per fold",
@@ -88,11 +85,10 @@ fn run() -> Result<()> {
         return Ok(());
     }
 
-    let mut options = TopOptions::new(device);
-    options.use_augmented = cli.use_augmented;
-    options.force = cli.stage.force;
-    options.resume = cli.resume;
-    options.interrupt = interrupt;
+    let options = TopOptions {
+        stage,
+        use_augmented: cli.use_augmented,
+    };
     let report = train_top::train_top(&pipeline, &options)?;
     match &report.outcome {
         TopOutcome::UpToDate(metrics) => {
@@ -100,40 +96,23 @@ fn run() -> Result<()> {
                 println!(
                     "{}: val_acc {:.4}, val_loss {:.4} (epoch {})",
                     report.model.display(),
-                    m.saved_val_acc,
-                    m.saved_val_loss,
-                    m.saved_epoch
+                    m.summary.saved_val_acc,
+                    m.summary.saved_val_loss,
+                    m.summary.saved_epoch
                 );
             }
             println!("up to date");
         }
         TopOutcome::Interrupted { epoch, batch } => {
-            println!("interrupted in epoch {epoch} after batch {batch}; continue with --resume")
+            println!("{}", interrupted_message(*epoch, *batch))
         }
         TopOutcome::Trained(m) => {
+            println!("{}", m.summary.final_line());
+            println!("{}", m.summary.saved_line(m.validation_samples));
             println!(
-                "final epoch {}: {}",
-                m.final_epoch.epoch,
-                m.final_epoch.metrics_line()
-            );
-            println!(
-                "saved the weights of epoch {} ({}): val_acc {:.4}, val_loss {:.4} on {} \
-                 validation images; confusion matrix {:?}",
-                m.saved_epoch,
-                m.best
-                    .as_ref()
-                    .map(|b| format!("best {}", b.metric))
-                    .unwrap_or_else(|| "last".into()),
-                m.saved_val_acc,
-                m.saved_val_loss,
-                m.validation_samples,
-                m.confusion_matrix
-            );
-            println!(
-                "trained in {:.1} s; wrote {} and {}",
+                "trained in {:.1} s; {}",
                 m.seconds,
-                report.model.display(),
-                report.dir.join("metrics.json").display()
+                written_message(&report.dir)
             );
         }
     }

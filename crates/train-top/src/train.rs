@@ -5,13 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use artifact::{Freshness, Metadata, Provenance, check_fresh};
+use artifact::Provenance;
 use candle_core::Device;
 use candle_nn::VarMap;
-use engine::{
-    BatchSource, EarlyStopping, EpochRecord, FitConfig, FitStatus, Interrupt, Metric, Params,
-    TensorSource, Verbosity,
-};
+use engine::stage::{self, FitSummary, StageDir, StageFit, StageOptions, StageOutcome};
+use engine::{BatchSource, Metric, Params, TensorSource};
 use imagedata::ClassMode;
 use models::{Architecture, ModelSpec, TopModel, TopModelConfig};
 use pipeline::Pipeline;
@@ -44,44 +42,21 @@ pub fn training_settings(pipeline: &Pipeline, extra: serde_json::Value) -> serde
 /// How to run the stage (besides the pipeline file).
 #[derive(Debug, Clone)]
 pub struct TopOptions {
+    /// What every training stage takes: force, resume, device, console output, stop request.
+    pub stage: StageOptions,
     /// Train on `train_augmented.safetensors` (one cached augmented view per image per epoch)
     /// instead of `train.safetensors`.
     pub use_augmented: bool,
-    /// Train even when the model is up to date.
-    pub force: bool,
-    /// Continue an interrupted run from `top/checkpoints/last.safetensors`.
-    pub resume: bool,
-    /// Where to train.
-    pub device: Device,
-    /// Console output of the training loop.
-    pub verbosity: Verbosity,
-    /// A stop request checked after every batch.
-    pub interrupt: Option<Interrupt>,
 }
 
 impl TopOptions {
     /// Defaults on `device`: plain features, no force, no resume, a progress bar.
     pub fn new(device: Device) -> Self {
         Self {
+            stage: StageOptions::new(device),
             use_augmented: false,
-            force: false,
-            resume: false,
-            device,
-            verbosity: Verbosity::Bar,
-            interrupt: None,
         }
     }
-}
-
-/// The best epoch by the monitored metric.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BestEpoch {
-    /// The metric (`val_acc` or `val_loss`).
-    pub metric: String,
-    /// Its value.
-    pub value: f64,
-    /// The epoch (1-based).
-    pub epoch: usize,
 }
 
 /// `top/metrics.json`.
@@ -97,37 +72,15 @@ pub struct MetricsFile {
     pub use_augmented: bool,
     /// `completed` or `early_stopped`.
     pub status: String,
-    /// The last epoch's figures.
-    pub final_epoch: EpochRecord,
-    /// The best epoch by the monitored metric.
-    pub best: Option<BestEpoch>,
-    /// The epoch whose weights `model.safetensors` holds (the best one).
-    pub saved_epoch: usize,
-    /// Validation loss of the saved model.
-    pub saved_val_loss: f64,
-    /// Validation accuracy of the saved model.
-    pub saved_val_acc: f64,
-    /// The saved model's validation confusion matrix, `[true][predicted]`.
-    pub confusion_matrix: Vec<Vec<usize>>,
+    /// The last and best epochs, and the saved model's validation figures.
+    #[serde(flatten)]
+    pub summary: FitSummary,
     /// Seconds of training, validation included.
     pub seconds: f64,
 }
 
 /// What the stage did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TopOutcome {
-    /// The model was up to date; its metrics, when `metrics.json` could be read.
-    UpToDate(Option<MetricsFile>),
-    /// A model was trained.
-    Trained(MetricsFile),
-    /// A stop was requested; a checkpoint to resume from was saved, no model was written.
-    Interrupted {
-        /// The epoch in progress.
-        epoch: usize,
-        /// The last batch finished in it.
-        batch: usize,
-    },
-}
+pub type TopOutcome = StageOutcome<MetricsFile>;
 
 /// The stage's result.
 #[derive(Debug, Clone, PartialEq)]
@@ -196,30 +149,18 @@ pub(crate) fn build_top(
     Ok((model, varmap))
 }
 
-/// The early stopping `[top]` asks for.
-pub(crate) fn early_stopping(pipeline: &Pipeline) -> Option<EarlyStopping> {
-    pipeline
-        .top
-        .early_stopping_patience
-        .map(|patience| EarlyStopping {
-            monitor: Metric::from(pipeline.top.monitor),
-            patience,
-            min_delta: 0.0,
-        })
-}
-
-fn read_metrics(path: &Path) -> Option<MetricsFile> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-}
-
 /// Runs the `train-top` stage: unless `top/model.safetensors` is up to date with the features
 /// and the `[top]` settings, trains the top model on the cached features (validating on the
 /// validation features every epoch) and writes the output folder. The saved model holds the
 /// weights of the best epoch by `top.monitor`.
 pub fn train_top(pipeline: &Pipeline, options: &TopOptions) -> Result<TopReport> {
-    let dir = top_dir(&pipeline.data.artifacts);
-    let model_path = dir.join("model.safetensors");
-    let metrics_path = dir.join("metrics.json");
+    let out = StageDir::new(top_dir(&pipeline.data.artifacts));
+    let o = &options.stage;
+    let report = |outcome| TopReport {
+        dir: out.dir.clone(),
+        model: out.model.clone(),
+        outcome,
+    };
     let (train_header, validation_header) = FeaturePair::headers(pipeline, options.use_augmented)?;
     check_class_mode(pipeline, &train_header.meta.classes)?;
     let settings = training_settings(
@@ -229,15 +170,11 @@ pub fn train_top(pipeline: &Pipeline, options: &TopOptions) -> Result<TopReport>
     let provenance = Provenance::new(crate::STAGE, artifact::sha256_json(&settings))
         .input("train_features", &train_header.digest)
         .input("validation_features", &validation_header.digest);
-    if !options.force && check_fresh(&model_path, &provenance)? == Freshness::UpToDate {
-        return Ok(TopReport {
-            dir,
-            model: model_path,
-            outcome: TopOutcome::UpToDate(read_metrics(&metrics_path)),
-        });
+    if stage::retrain_reason(&out.model, &provenance, o.force)?.is_none() {
+        return Ok(report(StageOutcome::UpToDate(out.read_metrics())));
     }
 
-    let device = &options.device;
+    let device = &o.device;
     let train = Features::load(train_header, device)?;
     let validation = Features::load(validation_header, device)?;
     let spec = spec_for(&train)?;
@@ -261,49 +198,20 @@ pub fn train_top(pipeline: &Pipeline, options: &TopOptions) -> Result<TopReport>
     let mut validation_source =
         TensorSource::new(validation.x.clone(), validation.labels.clone(), batch_size)?;
 
-    let metric = Metric::from(pipeline.top.monitor);
-    let mut spec_meta = Metadata::new();
-    spec.insert_into(&mut spec_meta);
-    let mut config = FitConfig::new(pipeline.top.epochs, seed, pipeline.top.optimizer.clone());
-    config.out_dir = Some(dir.clone());
-    config.resume = options.resume;
-    config.keep_best = Some(metric);
-    config.early_stopping = early_stopping(pipeline);
-    config.verbosity = options.verbosity;
-    config.interrupt = options.interrupt.clone();
-    config.weights_metadata = spec_meta.clone();
-
+    let spec_meta = stage::spec_metadata(&spec, None);
+    let config = o.fit_config(&pipeline.top.schedule(), seed, &out.dir, spec_meta.clone());
     let started = Instant::now();
-    let outcome = engine::fit(
+    let fitted = match stage::fit_keep_best(
         &model,
         &params,
         train_source.as_mut(),
-        Some(&mut validation_source),
+        &mut validation_source,
         &config,
-    )?;
-    let status = match outcome.status {
-        FitStatus::Interrupted { epoch, batch } => {
-            return Ok(TopReport {
-                dir,
-                model: model_path,
-                outcome: TopOutcome::Interrupted { epoch, batch },
-            });
+    )? {
+        StageFit::Finished(fitted) => fitted,
+        StageFit::Interrupted { epoch, batch } => {
+            return Ok(report(StageOutcome::Interrupted { epoch, batch }));
         }
-        FitStatus::Completed => "completed",
-        FitStatus::EarlyStopped { .. } => "early_stopped",
-    };
-    let final_epoch = outcome
-        .history
-        .last()
-        .cloned()
-        .ok_or_else(|| TopError::Settings("training ran no epoch".into()))?;
-    let best_path = dir.join("checkpoints").join("best.safetensors");
-    let saved_epoch = match &outcome.best {
-        Some(best) if best_path.exists() => {
-            params.load(&best_path)?;
-            best.epoch
-        }
-        _ => final_epoch.epoch,
     };
     let evaluation = engine::evaluate(&model, &mut validation_source)?;
     let metrics = MetricsFile {
@@ -311,34 +219,13 @@ pub fn train_top(pipeline: &Pipeline, options: &TopOptions) -> Result<TopReport>
         train_samples: train_source.num_samples(),
         validation_samples: validation.rows(),
         use_augmented: options.use_augmented,
-        status: status.into(),
-        final_epoch,
-        best: outcome.best.map(|b| BestEpoch {
-            metric: b.metric.name().into(),
-            value: b.value,
-            epoch: b.epoch,
-        }),
-        saved_epoch,
-        saved_val_loss: evaluation.loss,
-        saved_val_acc: evaluation.acc,
-        confusion_matrix: evaluation.confusion_matrix(),
+        status: fitted.status.into(),
+        summary: fitted.summary(&evaluation),
         seconds: started.elapsed().as_secs_f64(),
     };
-    let json = serde_json::to_string_pretty(&metrics).map_err(|e| TopError::Output {
-        path: metrics_path.clone(),
-        reason: e.to_string(),
-    })?;
-    artifact::atomic_write(&metrics_path, json.as_bytes())?;
-    // The model goes last: its provenance marks the folder as complete.
-    let mut meta = spec_meta;
-    meta.extend(provenance.to_metadata());
-    meta.insert("top.epoch".into(), saved_epoch.to_string());
-    meta.insert("top.val_acc".into(), evaluation.acc.to_string());
-    meta.insert("top.val_loss".into(), evaluation.loss.to_string());
-    params.save(&model_path, &meta)?;
-    Ok(TopReport {
-        dir,
-        model: model_path,
-        outcome: TopOutcome::Trained(metrics),
-    })
+    let meta = metrics
+        .summary
+        .model_metadata(spec_meta, &provenance, "top");
+    out.save(&metrics, &params, &meta)?;
+    Ok(report(StageOutcome::Trained(metrics)))
 }

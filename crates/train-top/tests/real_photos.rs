@@ -5,28 +5,13 @@
 
 mod common;
 
-use std::path::Path;
-
 use candle_core::Device;
-use common::{extract_features, load, shared_dir, top_options};
+use common::{extract_features, top_options};
 use imagedata::{Interpolation, TargetSize, load_resized};
 use models::{ModelSpec, Network, Vgg16, load_from_spec};
+use testkit::fixtures::{load, synthetic_pipeline};
+use testkit::{link_cats_and_dogs, max_abs_diff, shared_dir, shared_weights};
 use train_top::TopOutcome;
-
-fn link_photos(src: &Path, dst: &Path, class: &str, animal: &str, ids: std::ops::Range<usize>) {
-    let dir = dst.join(class);
-    std::fs::create_dir_all(&dir).unwrap();
-    for i in ids {
-        let name = format!("{animal}.{i}.jpg");
-        let from = src.join(&name);
-        assert!(
-            from.exists(),
-            "{} is missing from the shared data",
-            from.display()
-        );
-        std::os::unix::fs::symlink(&from, dir.join(&name)).unwrap();
-    }
-}
 
 #[test]
 fn a_top_model_on_real_photos_beats_chance_and_classifies_raw_images() {
@@ -35,16 +20,12 @@ fn a_top_model_on_real_photos_beats_chance_and_classifies_raw_images() {
     else {
         return;
     };
-    let photos = shared.join("data/dogs-vs-cats/train");
-    let weights = shared.join("models/vgg16_imagenet_features.safetensors");
+    let weights = shared_weights(&shared);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    for (class, animal) in [("cats", "cat"), ("dogs", "dog")] {
-        link_photos(&photos, &data.join("train"), class, animal, 0..20);
-        link_photos(&photos, &data.join("validation"), class, animal, 1000..1010);
-    }
+    link_cats_and_dogs(&shared, &data, 0..20, 1000..1010);
     let artifacts = dir.path().join("artifacts");
-    let p = common::pipeline(
+    let p = synthetic_pipeline(
         &data,
         &artifacts,
         &[
@@ -70,17 +51,18 @@ fn a_top_model_on_real_photos_beats_chance_and_classifies_raw_images() {
     };
     eprintln!(
         "top model: val_acc {:.3} (epoch {}), final epoch {}; {:.1} s in all",
-        m.saved_val_acc,
-        m.saved_epoch,
-        m.final_epoch.metrics_line(),
+        m.summary.saved_val_acc,
+        m.summary.saved_epoch,
+        m.summary.final_epoch.metrics_line(),
         started.elapsed().as_secs_f64()
     );
     assert!(
-        m.saved_val_acc >= 0.85,
+        m.summary.saved_val_acc >= 0.85,
         "validation accuracy {} is not clearly above chance (0.5)",
-        m.saved_val_acc
+        m.summary.saved_val_acc
     );
-    assert!(m.final_epoch.val_acc.unwrap() >= 0.8, "{:?}", m.final_epoch);
+    let last = &m.summary.final_epoch;
+    assert!(last.val_acc.unwrap() >= 0.8, "{last:?}");
 
     // The artifact alone (spec + weights) on top of the conv base classifies raw photos as the
     // top model classified their cached features.
@@ -119,16 +101,7 @@ fn a_top_model_on_real_photos_beats_chance_and_classifies_raw_images() {
         other => panic!("expected a VGG16 model, got {other:?}"),
     };
     let from_features = top.predict_proba(&cached).unwrap();
-    let diff = (from_images - from_features)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_abs_diff(&from_images, &from_features);
     assert!(
         diff < 1e-4,
         "raw-image and cached-feature probabilities differ by {diff}"

@@ -6,7 +6,8 @@ mod common;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use common::{Fixture, extract_features, listing, top_options};
+use common::{Fixture, extract_features, top_options};
+use testkit::listing;
 
 fn refused(p: &pipeline::Pipeline) -> String {
     train_top::train_top(p, &top_options())
@@ -59,7 +60,7 @@ fn train_and_validation_features_that_do_not_match_are_refused() {
     // Other weights.
     extract_features(&imagenet, &f.weights, false);
     std::fs::copy(dir.join("validation.safetensors"), &keep).unwrap();
-    common::write_random_weights(&f.weights, 99);
+    testkit::fixtures::write_random_vgg16(&f.weights, 99);
     extract_features(&imagenet, &f.weights, false);
     std::fs::copy(&keep, dir.join("validation.safetensors")).unwrap();
     let err = refused(&imagenet);
@@ -92,7 +93,7 @@ fn features_that_no_longer_match_the_pipeline_or_the_data_are_refused() {
 
     // An image replaced since the extraction: features from other data.
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(4);
-    common::random_image(40, 40, 1, &mut rng)
+    testkit::fixtures::random_image(40, 40, 1, &mut rng)
         .save(f.data.join("validation/dogs/img00.png"))
         .unwrap();
     let err = refused(&p);

@@ -4,8 +4,10 @@
 mod common;
 
 use candle_core::Device;
-use common::{Fixture, bytes, extract_features, listing, load, top_options};
+use common::{Fixture, extract_features, top_options};
 use models::{Architecture, ModelSpec};
+use testkit::fixtures::load;
+use testkit::{bytes, listing};
 use train_top::{KFoldOptions, TopOutcome};
 
 fn trained(outcome: &TopOutcome) -> &train_top::MetricsFile {
@@ -23,14 +25,17 @@ fn trains_writes_a_complete_model_folder_and_caches_it() {
     let report = train_top::train_top(&p, &top_options()).unwrap();
     let m = trained(&report.outcome);
     assert_eq!((m.train_samples, m.validation_samples), (12, 6));
-    assert_eq!(m.final_epoch.epoch, 3);
+    assert_eq!(m.summary.final_epoch.epoch, 3);
     assert_eq!(m.status, "completed");
     assert_eq!(m.classes, ["cats", "dogs"]);
-    let best = m.best.clone().unwrap();
-    assert_eq!(best.metric, "val_acc");
-    assert_eq!(m.saved_epoch, best.epoch);
-    assert!((m.saved_val_acc - best.value).abs() < 1e-12);
-    assert_eq!(m.confusion_matrix.iter().flatten().sum::<usize>(), 6);
+    let best = m.summary.best.unwrap();
+    assert_eq!(best.metric, engine::Metric::ValAcc);
+    assert_eq!(m.summary.saved_epoch, best.epoch);
+    assert!((m.summary.saved_val_acc - best.value).abs() < 1e-12);
+    assert_eq!(
+        m.summary.confusion_matrix.iter().flatten().sum::<usize>(),
+        6
+    );
 
     let top = f.artifacts.join("top");
     assert_eq!(
@@ -82,7 +87,7 @@ fn trains_writes_a_complete_model_folder_and_caches_it() {
     ));
     let longer = f.pipeline(&["top.epochs=4"]);
     let m4 = train_top::train_top(&longer, &top_options()).unwrap();
-    assert_eq!(trained(&m4.outcome).final_epoch.epoch, 4);
+    assert_eq!(trained(&m4.outcome).summary.final_epoch.epoch, 4);
 
     // Features written again (even identical ones) retrain the model.
     extract_features(&longer, &f.weights, true);
@@ -94,7 +99,7 @@ fn trains_writes_a_complete_model_folder_and_caches_it() {
     ));
     // --force retrains, reproducibly.
     let mut force = top_options();
-    force.force = true;
+    force.stage.force = true;
     let before = load(&top.join("model.safetensors")).0;
     train_top::train_top(&longer, &force).unwrap();
     let after = load(&top.join("model.safetensors")).0;
@@ -114,17 +119,17 @@ fn an_interrupted_run_writes_no_model_and_resumes_to_the_same_weights() {
     let stop = engine::Interrupt::new();
     stop.trigger();
     let mut o = top_options();
-    o.interrupt = Some(stop);
+    o.stage.interrupt = Some(stop);
     let r = train_top::train_top(&p, &o).unwrap();
     assert_eq!(r.outcome, TopOutcome::Interrupted { epoch: 1, batch: 1 });
     assert!(!model.exists());
     let mut resume = top_options();
-    resume.resume = true;
+    resume.stage.resume = true;
     trained(&train_top::train_top(&p, &resume).unwrap().outcome);
     let resumed = load(&model).0;
 
     let mut force = top_options();
-    force.force = true;
+    force.stage.force = true;
     trained(&train_top::train_top(&p, &force).unwrap().outcome);
     let straight = load(&model).0;
     for name in ["top.dense1.weight", "top.dense2.bias"] {

@@ -5,7 +5,7 @@
 
 use candle_core::{DType, Device, Result as CResult, Tensor, Var};
 use candle_nn::VarMap;
-use engine::{Batch, BatchIter, BatchSource, Interrupt, Params, TensorSource};
+use engine::{Batch, BatchIter, BatchSource, Interrupt, Params, TensorSource, Wrap};
 use models::{Mode, Network};
 use rand::Rng;
 use std::collections::BTreeMap;
@@ -173,10 +173,9 @@ pub fn bits(params: &Params) -> BTreeMap<String, Vec<u32>> {
         .collect()
 }
 
-/// Wraps a source and acts when it hands out batch `batch` (0-based) of epoch `epoch`
+/// Acts when the wrapped source hands out batch `batch` (0-based) of epoch `epoch`
 /// (0-based): triggers `interrupt`, or replaces the inputs with NaN.
-pub struct Tripwire<S> {
-    pub inner: S,
+pub struct Tripwire {
     pub epoch: usize,
     pub batch: usize,
     pub action: Action,
@@ -189,22 +188,15 @@ pub enum Action {
     Poison,
 }
 
-impl<S: BatchSource> BatchSource for Tripwire<S> {
-    fn num_samples(&self) -> usize {
-        self.inner.num_samples()
-    }
-
-    fn num_batches(&self) -> usize {
-        self.inner.num_batches()
-    }
-
-    fn epoch(&mut self, epoch: usize) -> engine::Result<BatchIter<'_>> {
-        self.epoch_from(epoch, 0)
-    }
-
-    fn epoch_from(&mut self, epoch: usize, skip: usize) -> engine::Result<BatchIter<'_>> {
+impl<S: BatchSource> Wrap<S> for Tripwire {
+    fn epoch_from<'a>(
+        &'a mut self,
+        inner: &'a mut S,
+        epoch: usize,
+        skip: usize,
+    ) -> engine::Result<BatchIter<'a>> {
         let (at_epoch, at_batch, action) = (self.epoch, self.batch, self.action.clone());
-        let it = self.inner.epoch_from(epoch, skip)?;
+        let it = inner.epoch_from(epoch, skip)?;
         Ok(Box::new(it.enumerate().map(move |(i, b)| {
             let b = b?;
             if epoch != at_epoch || i + skip != at_batch {

@@ -1,4 +1,4 @@
-//! Shared test helpers: the shared data folder and image fixtures made on the fly.
+//! Shared test helpers: image fixtures made on the fly.
 
 #![allow(dead_code)]
 
@@ -6,37 +6,6 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageFormat, RgbImage};
-
-/// The folder named by `LITTLEDATA_SHARED`, or `None` (with a note) when it is unset outside CI.
-///
-/// # Panics
-/// When `LITTLEDATA_SHARED` is unset and `CI` is set: CI must run every test.
-pub fn shared_dir() -> Option<PathBuf> {
-    match std::env::var_os("LITTLEDATA_SHARED") {
-        Some(dir) => Some(PathBuf::from(dir)),
-        None => {
-            if std::env::var_os("CI").is_some() {
-                panic!(
-                    "LITTLEDATA_SHARED is not set: point it at the shared data folder \
-                     (the one holding data/dogs-vs-cats/train)"
-                );
-            }
-            eprintln!("note: LITTLEDATA_SHARED is not set; skipping a test that needs real photos");
-            None
-        }
-    }
-}
-
-/// The Kaggle dogs-vs-cats training photos, when available.
-pub fn dogs_vs_cats() -> Option<PathBuf> {
-    let dir = shared_dir()?.join("data/dogs-vs-cats/train");
-    assert!(
-        dir.is_dir(),
-        "{} does not exist: LITTLEDATA_SHARED must hold data/dogs-vs-cats/train",
-        dir.display()
-    );
-    Some(dir)
-}
 
 /// A deterministic, textured test image.
 pub fn pattern(w: u32, h: u32, salt: u32) -> RgbImage {

@@ -4,22 +4,7 @@
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::path::PathBuf;
-
-/// The shared data folder from `LITTLEDATA_SHARED`. Panics when it is unset and `CI` is set;
-/// otherwise returns `None` (after a note on stderr) so the calling test can skip.
-pub fn shared_dir() -> Option<PathBuf> {
-    match std::env::var_os("LITTLEDATA_SHARED") {
-        Some(dir) => Some(PathBuf::from(dir)),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("LITTLEDATA_SHARED must point at the shared data folder when CI is set")
-        }
-        None => {
-            eprintln!("note: LITTLEDATA_SHARED is unset; skipping a test that needs shared data");
-            None
-        }
-    }
-}
+pub use testkit::values;
 
 /// A tensor of uniform values in `[-scale, scale)` from a seeded ChaCha8 stream.
 pub fn uniform(seed: u64, shape: &[usize], scale: f32) -> Tensor {
@@ -29,13 +14,6 @@ pub fn uniform(seed: u64, shape: &[usize], scale: f32) -> Tensor {
         .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale)
         .collect();
     Tensor::from_vec(v, shape, &Device::Cpu).expect("shape matches data")
-}
-
-/// Flattened f32 values of a tensor.
-pub fn values(t: &Tensor) -> Vec<f32> {
-    t.flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
-        .expect("an f32 tensor")
 }
 
 /// Asserts `got ≈ want` element-wise: `|g - w| ≤ rel · max(1, max|want|)`.

@@ -1,33 +1,13 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: random VGG16 weights and uniform tensors.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use models::{Vgg16, glorot_uniform, vgg16_tensor_specs};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-
-/// The shared data folder from `LITTLEDATA_SHARED`. When it is unset: panics if `CI` is set,
-/// otherwise prints a note and returns `None` so the test can return early.
-pub fn shared_dir(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("LITTLEDATA_SHARED") {
-        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
-        _ => {
-            if std::env::var_os("CI").is_some() {
-                panic!(
-                    "{test}: LITTLEDATA_SHARED is not set; it must name the shared folder \
-                     (with models/ and reference/) when CI is set"
-                );
-            }
-            eprintln!(
-                "note: {test} skipped: set LITTLEDATA_SHARED to the shared data folder to run it"
-            );
-            None
-        }
-    }
-}
 
 /// A VGG16 conv base with glorot-random weights and biases, for tests that need
 /// the network's shapes but not pretrained values.
@@ -50,26 +30,6 @@ pub fn random_vgg16(seed: u64) -> Vgg16 {
         format!("{seed:064x}"),
     )
     .unwrap()
-}
-
-/// Largest absolute difference between two tensors of the same shape.
-pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    a.sub(b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
-/// A tensor's values as a flat vector.
-pub fn values(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
 }
 
 /// A tensor of uniform values in `[0, 1)` drawn from a seeded generator.

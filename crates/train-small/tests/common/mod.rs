@@ -89,31 +89,15 @@ pub fn run(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
-/// stdout and stderr of a run, for assertion messages.
-pub fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// Runs the binary and asserts success; returns stdout.
 pub fn run_ok(args: &[&str]) -> String {
-    let out = run(args);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{args:?} failed:\n{stdout}\n{stderr}");
-    stdout
+    testkit::cli::expect_success(&args, &run(args))
 }
 
 /// Runs the binary and asserts a clean failure (status 1, an `error:` line, no panic);
 /// returns stderr.
 pub fn run_err(args: &[&str]) -> String {
-    let out = run(args);
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{args:?}:\n{stdout}\n{stderr}");
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    stderr
+    testkit::cli::expect_failure(&args, &run(args)).1
 }
 
 /// Every tensor of a safetensors file as raw f32 values, by name.

@@ -1,0 +1,158 @@
+//! `classify evaluate --json FILE` as a cached step: the file records what the evaluation was
+//! computed from ([`EvalProvenance`]), and a rerun with the same model file, data and options
+//! reads the stored report back instead of loading the model and classifying every image.
+
+use std::path::Path;
+
+use imagedata::ImageFolder;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::eval::{EvalOptions, EvalReport, evaluate};
+use crate::model::{LoadedModel, model_file};
+
+/// What an evaluation was computed from: a stored report whose provenance equals the current
+/// one would come out the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvalProvenance {
+    /// sha256 of the model artifact file (which records the VGG16 weights' digest, when it
+    /// uses them).
+    pub model_sha256: String,
+    /// Content digest of the data folder: its classes and every image's relative path, size
+    /// and sha256, as the stages digest their splits ([`extract::folder_digest`]).
+    pub data_digest: String,
+    /// Whether test-time augmentation (mirror averaging) was used.
+    pub tta: bool,
+    /// The version of `classify` that evaluated.
+    pub version: String,
+}
+
+impl EvalProvenance {
+    /// The provenance of evaluating the artifact file `model_file` on the labelled folder
+    /// `data`, with or without test-time augmentation.
+    pub fn compute(model_file: &Path, data: &Path, tta: bool) -> Result<Self> {
+        Ok(Self {
+            model_sha256: artifact::sha256_file(model_file)?,
+            data_digest: extract::folder_digest(&ImageFolder::scan(data)?)?,
+            tta,
+            version: env!("CARGO_PKG_VERSION").into(),
+        })
+    }
+
+    /// Explains the first difference from `stored`, or `None` when they match.
+    pub fn difference(&self, stored: &EvalProvenance) -> Option<String> {
+        if self.model_sha256 != stored.model_sha256 {
+            Some("the model file changed".into())
+        } else if self.data_digest != stored.data_digest {
+            Some("the images changed".into())
+        } else if self.tta != stored.tta {
+            Some(format!(
+                "it was evaluated {} test-time augmentation",
+                if stored.tta { "with" } else { "without" }
+            ))
+        } else if self.version != stored.version {
+            Some(format!(
+                "it was evaluated by version {}, this is {}",
+                stored.version, self.version
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// What `json` holds.
+enum Stored {
+    /// The report of this model file and data with the expected provenance.
+    UpToDate(Box<EvalReport>),
+    /// No file.
+    Missing,
+    /// Something else (why); it will be replaced.
+    Stale(String),
+}
+
+/// Reads the report stored at `json` and compares it with the evaluation of `model` (the
+/// artifact file) on `data` with provenance `expected`. An unreadable, foreign or different
+/// file is stale, never an error.
+fn stored_report(json: &Path, model: &Path, data: &Path, expected: &EvalProvenance) -> Stored {
+    let text = match std::fs::read_to_string(json) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Stored::Missing,
+        Err(e) => return Stored::Stale(format!("unreadable: {e}")),
+    };
+    let stored: EvalReport = match serde_json::from_str(&text) {
+        Ok(report) => report,
+        Err(e) => return Stored::Stale(format!("not an evaluation report: {e}")),
+    };
+    let reason = match &stored.provenance {
+        None => Some("it records no provenance".to_string()),
+        Some(_) if stored.model != model => Some(format!(
+            "it is the evaluation of {}",
+            stored.model.display()
+        )),
+        Some(_) if stored.data != data => {
+            Some(format!("it is an evaluation on {}", stored.data.display()))
+        }
+        Some(found) => expected.difference(found),
+    };
+    match reason {
+        None => Stored::UpToDate(Box::new(stored)),
+        Some(reason) => Stored::Stale(reason),
+    }
+}
+
+/// What [`evaluate_cached`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cached {
+    /// The stored report was up to date; nothing was loaded or classified.
+    UpToDate(EvalReport),
+    /// The model was evaluated and the report written.
+    Evaluated {
+        /// The new report (with its provenance).
+        report: EvalReport,
+        /// Why the stored report was replaced (`None`: there was none).
+        reason: Option<String>,
+    },
+}
+
+impl Cached {
+    /// The report, stored or new.
+    pub fn report(&self) -> &EvalReport {
+        match self {
+            Cached::UpToDate(report) | Cached::Evaluated { report, .. } => report,
+        }
+    }
+}
+
+/// Evaluates the model artifact at `model` (a stage's folder or its model file) on `data` and
+/// writes the report with its provenance to `json` atomically, unless `json` already holds
+/// the report of this model file, these images and these options (and `force` is off): then
+/// it returns the stored report without calling `load` or reading an image more than to
+/// digest it.
+///
+/// `load` opens the model (it receives the artifact file); it runs only when evaluating.
+pub fn evaluate_cached(
+    model: &Path,
+    data: &Path,
+    json: &Path,
+    options: &EvalOptions,
+    force: bool,
+    load: impl FnOnce(&Path) -> Result<LoadedModel>,
+) -> Result<Cached> {
+    let file = model_file(model)?;
+    let expected = EvalProvenance::compute(&file, data, options.tta)?;
+    let reason = if force {
+        Some("--force".to_string())
+    } else {
+        match stored_report(json, &file, data, &expected) {
+            Stored::UpToDate(stored) => return Ok(Cached::UpToDate(*stored)),
+            Stored::Stale(reason) => Some(reason),
+            Stored::Missing => None,
+        }
+    };
+    let loaded = load(&file)?;
+    let mut report = evaluate(&loaded, data, options)?;
+    report.provenance = Some(expected);
+    crate::write_output(json, &report.to_json())?;
+    Ok(Cached::Evaluated { report, reason })
+}

@@ -1,0 +1,24 @@
+//! Test support shared by the workspace's integration tests (a dev-dependency only).
+//!
+//! - [`shared`]: the shared data folder named by `LITTLEDATA_SHARED` (real photos, the VGG16
+//!   weights, torchvision's reference outputs), with CI's rule: a test that needs it fails
+//!   under CI when it is missing, and is skipped with a note elsewhere.
+//! - [`files`]: listing a folder.
+//! - [`tensors`]: a tensor's values, bits and bytes, and differences between tensors.
+//! - [`cli`]: checking how a stage binary ended.
+//! - `fixtures` (feature `stages`): synthetic class folders, random VGG16 weights, pipelines
+//!   and artifacts for the stage crates' tests.
+
+pub mod cli;
+pub mod files;
+#[cfg(feature = "stages")]
+pub mod fixtures;
+pub mod shared;
+pub mod tensors;
+
+pub use files::listing;
+pub use shared::{
+    kaggle_photos, link_cats_and_dogs, link_photos, reference_features, shared_dir, shared_weights,
+    vgg16_weights,
+};
+pub use tensors::{bits, bytes, max_abs_diff, values};
