@@ -19,7 +19,7 @@ pub struct EvalProvenance {
     /// uses them).
     pub model_sha256: String,
     /// Content digest of the data folder: its classes and every image's relative path, size
-    /// and sha256, as the stages digest their splits ([`extract::folder_digest`]).
+    /// and sha256, as the stages digest their splits ([`ImageFolder::content_digest`]).
     pub data_digest: String,
     /// Whether test-time augmentation (mirror averaging) was used.
     pub tta: bool,
@@ -33,7 +33,7 @@ impl EvalProvenance {
     pub fn compute(model_file: &Path, data: &Path, tta: bool) -> Result<Self> {
         Ok(Self {
             model_sha256: artifact::sha256_file(model_file)?,
-            data_digest: extract::folder_digest(&ImageFolder::scan(data)?)?,
+            data_digest: ImageFolder::scan(data)?.content_digest()?,
             tta,
             version: env!("CARGO_PKG_VERSION").into(),
         })

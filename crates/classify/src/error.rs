@@ -32,13 +32,9 @@ pub enum ClassifyError {
         reason: String,
     },
 
-    /// An image or a class folder could not be read.
+    /// An image or a class folder could not be read (to classify or to digest it).
     #[error(transparent)]
     Data(Box<imagedata::DataError>),
-
-    /// The data folder could not be digested.
-    #[error(transparent)]
-    Digest(Box<extract::ExtractError>),
 
     /// The model could not be rebuilt (spec, weights, VGG16 base).
     #[error(transparent)]
@@ -60,12 +56,6 @@ pub enum ClassifyError {
 impl From<imagedata::DataError> for ClassifyError {
     fn from(e: imagedata::DataError) -> Self {
         Self::Data(Box::new(e))
-    }
-}
-
-impl From<extract::ExtractError> for ClassifyError {
-    fn from(e: extract::ExtractError) -> Self {
-        Self::Digest(Box::new(e))
     }
 }
 

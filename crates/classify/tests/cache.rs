@@ -9,6 +9,7 @@ use std::path::Path;
 use candle_core::Device;
 use classify::{Cached, EvalOptions, LoadedModel, evaluate_cached};
 use common::*;
+use testkit::cli::{expect_success, output_text};
 
 /// The fixture: data, the hand-set model, and where the report goes.
 struct Fixture {
@@ -184,8 +185,8 @@ fn the_binary_says_up_to_date_and_prints_the_stored_report() {
     let first = run_ok(&args);
     assert!(!first.contains("up to date"), "{first}");
     let out = run(&args, &[]);
-    let (again, stderr) = text(&out);
-    assert!(out.status.success(), "{again}\n{stderr}");
+    let again = expect_success(&args, &out);
+    let (_, stderr) = output_text(&out);
     assert_eq!(
         again.lines().last(),
         Some(format!("{}: up to date", f.json.display()).as_str())
@@ -206,7 +207,7 @@ fn the_binary_says_up_to_date_and_prints_the_stored_report() {
         &["evaluate", "--model", f.model.to_str().unwrap(), "--force"],
         &[],
     );
-    let (_, stderr) = text(&out);
+    let (_, stderr) = output_text(&out);
     assert!(
         !out.status.success() && stderr.contains("--json"),
         "{stderr}"

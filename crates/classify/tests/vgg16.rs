@@ -8,11 +8,16 @@ use candle_nn::VarMap;
 use common::*;
 use imagedata::{Interpolation, Limits, Preprocessing, TargetSize};
 use models::{Architecture, ModelSpec, Network, Vgg16};
+use testkit::cli::{expect_success, output_text};
 
 #[test]
 fn vgg16_models_predict_and_evaluate_from_their_artifacts() {
-    let Some(shared) = shared() else { return };
-    let weights = shared.join("models/vgg16_imagenet_features.safetensors");
+    let Some(shared) =
+        testkit::shared_dir("vgg16_models_predict_and_evaluate_from_their_artifacts")
+    else {
+        return;
+    };
+    let weights = testkit::shared_weights(&shared);
     let resolved = models::resolve_vgg16_weights(Some(&weights)).unwrap();
     let base = Vgg16::load_resolved(&resolved, &Device::Cpu).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -79,18 +84,20 @@ fn vgg16_models_predict_and_evaluate_from_their_artifacts() {
         }
 
         // The same weights through the environment variable, evaluating a folder.
+        let data = root.join("data");
+        let args = [
+            "evaluate",
+            "--model",
+            path.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ];
         let out = run(
-            &[
-                "evaluate",
-                "--model",
-                path.to_str().unwrap(),
-                "--data",
-                root.join("data").to_str().unwrap(),
-            ],
+            &args,
             &[("LITTLEDATA_VGG16_WEIGHTS", weights.to_str().unwrap())],
         );
-        let (stdout, stderr) = text(&out);
-        assert!(out.status.success(), "{stdout}\n{stderr}");
+        let stdout = expect_success(&args, &out);
+        let (_, stderr) = output_text(&out);
         assert!(stdout.contains("/7 images)"), "{stdout}");
         assert!(
             stderr.contains(&format!("({architecture}, 32x32")),

@@ -28,7 +28,7 @@ pub mod reader;
 pub mod shard;
 pub mod stage;
 
-pub use data::{Split, SplitData, folder_digest, relative_name};
+pub use data::{Split, SplitData};
 pub use error::{ExtractError, Result};
 pub use extractor::{Extractor, Job, RunStats, extract_to_file};
 pub use meta::{

@@ -1,8 +1,11 @@
 //! Class folders as Keras' `flow_from_directory` reads them: one subfolder per class, classes
 //! in sorted order, image files (by extension) in sorted order within each class, subfolders of
-//! a class folder included.
+//! a class folder included; and the content digest that tells whether any image changed.
 
 use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Serialize;
 
 use crate::decode::has_image_extension;
 use crate::error::DataError;
@@ -85,6 +88,76 @@ impl ImageFolder {
         }
         counts
     }
+
+    /// Each file's path relative to [`ImageFolder::root`], components joined with `/`, in row
+    /// order (a file not under the root keeps its own path).
+    pub fn relative_names(&self) -> Vec<String> {
+        self.files
+            .iter()
+            .map(|f| relative_name(&self.root, f))
+            .collect()
+    }
+
+    /// The content digest of the folder: sha256 over its classes and, for every image in row
+    /// order, its relative path ([`ImageFolder::relative_names`]), size and sha256.
+    ///
+    /// Hashing the content (not the modification time) means a touched but unchanged file
+    /// keeps the digest, while any changed, added, removed or renamed image changes it. The
+    /// files are hashed in parallel; the 3,000 Kaggle JPEGs (72 MB) take about 0.3 s of one
+    /// core.
+    ///
+    /// Errors: a file that cannot be read, named.
+    pub fn content_digest(&self) -> Result<String, DataError> {
+        let entries: Vec<(u64, String)> = self
+            .files
+            .par_iter()
+            .map(|f| Ok((file_size(f)?, file_sha256(f)?)))
+            .collect::<Result<_, DataError>>()?;
+        let relative = self.relative_names();
+        let files = relative
+            .iter()
+            .zip(&entries)
+            .map(|(r, (size, hash))| (r.as_str(), *size, hash.as_str()))
+            .collect();
+        Ok(artifact::sha256_json(&Listing {
+            classes: &self.classes,
+            files,
+        }))
+    }
+}
+
+/// What [`ImageFolder::content_digest`] hashes, as JSON:
+/// `{"classes": [...], "files": [[relative path, size, sha256], ...]}`.
+#[derive(Serialize)]
+struct Listing<'a> {
+    classes: &'a [String],
+    files: Vec<(&'a str, u64, &'a str)>,
+}
+
+/// `file`'s path relative to `root`, components joined with `/` (the file's own path when it
+/// is not under `root`).
+fn relative_name(root: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(root).unwrap_or(file);
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The size of `file` in bytes.
+fn file_size(file: &Path) -> Result<u64, DataError> {
+    Ok(std::fs::metadata(file)
+        .map_err(|e| DataError::io(file, e))?
+        .len())
+}
+
+/// The hex sha256 of `file`'s bytes.
+fn file_sha256(file: &Path) -> Result<String, DataError> {
+    artifact::sha256_file(file).map_err(|e| match e {
+        artifact::ArtifactError::Io { path, source } => DataError::io(&path, source),
+        // Hashing fails only on I/O; anything else still names the file.
+        other => DataError::io(file, std::io::Error::other(other)),
+    })
 }
 
 fn check_dir(path: &Path) -> Result<(), DataError> {
@@ -155,9 +228,13 @@ fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
 mod tests {
     use super::*;
 
-    fn touch(p: &Path) {
+    fn write(p: &Path, bytes: &[u8]) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, b"x").unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+
+    fn touch(p: &Path) {
+        write(p, b"x");
     }
 
     #[test]
@@ -225,5 +302,50 @@ mod tests {
         let file = r.join("cats/a.jpg");
         let err = ImageFolder::scan(&file).unwrap_err().to_string();
         assert!(err.contains("not a folder"), "{err}");
+    }
+
+    #[test]
+    fn content_digest_is_stable_and_follows_content_not_timestamps() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        write(&r.join("cats/a.jpg"), b"cat a");
+        write(&r.join("cats/sub/b.jpg"), b"cat b");
+        write(&r.join("dogs/c.png"), b"dog c");
+        let digest = || ImageFolder::scan(r).unwrap().content_digest().unwrap();
+        let f = ImageFolder::scan(r).unwrap();
+        assert_eq!(
+            f.relative_names(),
+            ["cats/a.jpg", "cats/sub/b.jpg", "dogs/c.png"]
+        );
+        // Stored artifacts record this value: a different one would make them all stale.
+        let pinned = "ae9297287c351b3d9abb29446a892d3b9660f3a60910388068e47fde85cdac5c";
+        assert_eq!(f.content_digest().unwrap(), pinned);
+
+        // Rewriting the same bytes keeps the digest.
+        write(&r.join("cats/a.jpg"), b"cat a");
+        assert_eq!(digest(), pinned);
+        // New content, a new file, a rename: all change it.
+        write(&r.join("cats/a.jpg"), b"cat A");
+        assert_ne!(digest(), pinned);
+        write(&r.join("cats/a.jpg"), b"cat a");
+        write(&r.join("dogs/d.png"), b"dog d");
+        assert_ne!(digest(), pinned);
+        std::fs::remove_file(r.join("dogs/d.png")).unwrap();
+        assert_eq!(digest(), pinned);
+        std::fs::rename(r.join("dogs/c.png"), r.join("dogs/e.png")).unwrap();
+        assert_ne!(digest(), pinned);
+    }
+
+    #[test]
+    fn content_digest_names_an_unreadable_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        write(&r.join("cats/a.jpg"), b"cat a");
+        write(&r.join("dogs/c.png"), b"dog c");
+        let f = ImageFolder::scan(r).unwrap();
+        std::fs::remove_file(r.join("dogs/c.png")).unwrap();
+        let err = f.content_digest().unwrap_err();
+        assert!(matches!(err, DataError::NotFound { .. }), "{err}");
+        assert_eq!(err.path().unwrap(), r.join("dogs/c.png"));
     }
 }

@@ -6,7 +6,7 @@
 //! - [`config`]: serde configuration types with Keras names ([`AugmentConfig`],
 //!   [`Preprocessing`], [`Interpolation`], [`ClassMode`], [`TargetSize`]).
 //! - [`resize`]: resizing to `target_size` (nearest or bilinear, SIMD).
-//! - [`folder`]: class folders ([`ImageFolder`]).
+//! - [`folder`]: class folders ([`ImageFolder`]) and their content digest.
 //! - [`dataset`]: the in-memory u8 cache ([`ImageSet`]), filled in parallel.
 //! - [`transform`] and [`generator`]: Keras' `ImageDataGenerator` augmentation.
 //! - [`flow`]: `flow` / `flow_from_directory` batches with prefetching and `save_to_dir`.

@@ -5,6 +5,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
+use testkit::cli::{expect_failure, expect_success};
 
 fn prep() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_prep"));
@@ -34,13 +35,7 @@ fn split_prints_the_table_and_a_rerun_is_a_no_op() {
         "--test",
         "1",
     ];
-    let run = prep().args(args).output().unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stdout = expect_success(&args, &prep().args(args).output().unwrap());
     let rows: Vec<Vec<&str>> = stdout
         .lines()
         .map(|l| l.split_whitespace().collect())
@@ -57,15 +52,12 @@ fn split_prints_the_table_and_a_rerun_is_a_no_op() {
     assert!(rows.contains(&vec!["test", "1", "1", "2"]), "{stdout}");
     assert!(stdout.contains("10 hard links"), "{stdout}");
 
-    let again = prep().args(args).output().unwrap();
-    assert!(again.status.success());
-    assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"));
+    let again = expect_success(&args, &prep().args(args).output().unwrap());
+    assert!(again.contains("up to date"), "{again}");
 
     let mut different = args.to_vec();
     different[6] = "2";
-    let refused = prep().args(&different).output().unwrap();
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let (_, stderr) = expect_failure(&different, &prep().args(&different).output().unwrap());
     assert!(stderr.contains("--force"), "{stderr}");
 }
 
@@ -78,8 +70,7 @@ fn a_missing_source_fails_with_its_path() {
         .arg(tmp.path().join("data"))
         .output()
         .unwrap();
-    assert!(!run.status.success());
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let (_, stderr) = expect_failure(&"split with a missing --source", &run);
     assert!(
         stderr.contains("no-such-folder") && stderr.contains("does not exist"),
         "{stderr}"
@@ -98,13 +89,10 @@ fn the_source_can_come_from_the_environment() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    expect_success(&"split with LITTLEDATA_SOURCE", &run);
     assert_eq!(names(&out.join("train/cats")), ["cat.0.jpg", "cat.1.jpg"]);
-    assert!(String::from_utf8_lossy(&run.stderr).contains("LITTLEDATA_SOURCE"));
+    let (_, stderr) = testkit::cli::output_text(&run);
+    assert!(stderr.contains("LITTLEDATA_SOURCE"), "{stderr}");
 }
 
 #[test]
@@ -127,11 +115,7 @@ fn defaults_come_from_the_pipeline_file_and_flags_override_them() {
         .arg(&pipeline)
         .output()
         .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    expect_success(&"split with the pipeline file's defaults", &run);
     assert_eq!(names(&out.join("train/cats")), ["cat.0.jpg", "cat.1.jpg"]);
     assert_eq!(names(&out.join("test/dogs")), ["dog.3.jpg"]);
 
@@ -148,11 +132,7 @@ fn defaults_come_from_the_pipeline_file_and_flags_override_them() {
         .arg(&pipeline)
         .output()
         .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    expect_success(&"split with flags over the pipeline file", &run);
     assert_eq!(names(&out.join("train/cats")).len(), 3);
     assert!(!out.join("test").exists());
 
@@ -161,6 +141,6 @@ fn defaults_come_from_the_pipeline_file_and_flags_override_them() {
         .arg(&pipeline)
         .output()
         .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("trian"));
+    let (_, stderr) = expect_failure(&"split --set split.trian=3", &bad);
+    assert!(stderr.contains("trian"), "{stderr}");
 }

@@ -1,18 +1,15 @@
 //! The split with its defaults on the real Kaggle images in `$LITTLEDATA_SHARED`.
 
-mod common;
-
 use std::path::Path;
 
 use prep::{Outcome, SplitOptions, Subset, run_split};
 
 #[test]
 fn default_split_of_the_shared_kaggle_folder() {
-    let Some(shared) = common::shared_dir("default_split_of_the_shared_kaggle_folder") else {
+    let Some(shared) = testkit::shared_dir("default_split_of_the_shared_kaggle_folder") else {
         return;
     };
-    let source = shared.join("data/dogs-vs-cats/train");
-    assert!(source.is_dir(), "{} is missing", source.display());
+    let source = testkit::kaggle_photos(&shared);
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("data");
     let opts = SplitOptions {

@@ -1,11 +1,13 @@
-//! Shared fixtures: uniform images, a hand-set "brightness" small convnet artifact, running
-//! the binary, and the shared data folder.
+//! Shared fixtures: uniform images, a hand-set "brightness" small convnet artifact and
+//! running the binary (the shared data folder and the exit-status checks are `testkit`'s).
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+
+use testkit::cli::{expect_failure, expect_success};
 
 use artifact::Metadata;
 use candle_core::{DType, Device, Tensor};
@@ -14,21 +16,6 @@ use models::{Architecture, ModelSpec, Preprocessing};
 
 /// Side of the fixture images and of the hand-set model's input.
 pub const SIDE: u32 = 32;
-
-/// The shared data folder (`LITTLEDATA_SHARED`). When unset, panics if `CI` is set and
-/// otherwise returns `None` after a note on stderr.
-pub fn shared() -> Option<PathBuf> {
-    match std::env::var_os("LITTLEDATA_SHARED") {
-        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("LITTLEDATA_SHARED must name the shared data folder when CI is set")
-        }
-        _ => {
-            eprintln!("note: LITTLEDATA_SHARED is not set; skipping a test that needs it");
-            None
-        }
-    }
-}
 
 /// Writes a `SIDE`×`SIDE` PNG whose every pixel is `(v, v, v)`.
 pub fn write_uniform(path: &Path, v: u8) {
@@ -164,31 +151,15 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("the binary runs")
 }
 
-/// stdout and stderr of a run.
-pub fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// Runs the binary and asserts success; returns stdout.
 pub fn run_ok(args: &[&str]) -> String {
-    let out = run(args, &[]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{args:?} failed:\n{stdout}\n{stderr}");
-    stdout
+    expect_success(&args, &run(args, &[]))
 }
 
 /// Runs the binary and asserts a clean failure (status 1, an `error:` line, no panic);
 /// returns stdout and stderr.
 pub fn run_err_env(args: &[&str], env: &[(&str, &str)]) -> (String, String) {
-    let out = run(args, env);
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{args:?}:\n{stdout}\n{stderr}");
-    assert!(stderr.contains("error: "), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    (stdout, stderr)
+    expect_failure(&args, &run(args, env))
 }
 
 /// [`run_err_env`] without extra environment; returns stderr.

@@ -1,26 +1,11 @@
-//! Helpers shared by the integration tests: the shared-data folder and synthetic images.
+//! Helpers shared by the integration tests: synthetic images and source folders.
 
 #![allow(dead_code)]
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use image::{GrayImage, ImageFormat, Luma, Rgb, RgbImage, Rgba, RgbaImage};
-
-/// The folder named by `LITTLEDATA_SHARED`. When it is unset: panics if `CI` is set, otherwise
-/// prints a note and returns `None` so the caller can skip.
-pub fn shared_dir(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("LITTLEDATA_SHARED").filter(|v| !v.is_empty()) {
-        Some(dir) => Some(PathBuf::from(dir)),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("{test}: LITTLEDATA_SHARED must point at the shared data folder when CI is set")
-        }
-        None => {
-            eprintln!("{test}: skipped, LITTLEDATA_SHARED is not set");
-            None
-        }
-    }
-}
 
 /// A small RGB image whose pixels depend on `seed`, so files differ.
 fn pattern(seed: u32) -> RgbImage {
