@@ -61,7 +61,10 @@ fn a_full_run_is_reported_with_its_figures_pictures_and_provenance() {
         top["saved_epoch"]
     );
     assert!(row.starts_with(&expected), "{row}\nexpected {expected}");
-    assert!(row.ends_with("| not recorded | 0.90–0.91 |"), "{row}");
+    let device = top["device"]
+        .as_str()
+        .expect("train-top records its device");
+    assert!(row.ends_with(&format!("| {device} | 0.90–0.91 |")), "{row}");
     let fine = p.metrics("finetune");
     let row = line_starting(&md, "| 3. fine-tuned VGG16 block 5 + top model |");
     let expected = format!(

@@ -70,6 +70,9 @@ pub struct MetricsFile {
     pub validation_samples: usize,
     /// Whether training used cached augmented views.
     pub use_augmented: bool,
+    /// The device trained on (empty in files written before it was recorded).
+    #[serde(default)]
+    pub device: String,
     /// `completed` or `early_stopped`.
     pub status: String,
     /// The last and best epochs, and the saved model's validation figures.
@@ -219,6 +222,7 @@ pub fn train_top(pipeline: &Pipeline, options: &TopOptions) -> Result<TopReport>
         train_samples: train_source.num_samples(),
         validation_samples: validation.rows(),
         use_augmented: options.use_augmented,
+        device: pipeline::describe_device(device),
         status: fitted.status.into(),
         summary: fitted.summary(&evaluation),
         seconds: started.elapsed().as_secs_f64(),
