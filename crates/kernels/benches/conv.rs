@@ -1,7 +1,11 @@
 //! Criterion benches: the 13 VGG16 conv-base layers at 150 × 150, batch 16 (forward), and the
 //! small convnet's convolution blocks at 150 × 150, batch 16 (forward + backward).
 //!
-//! `cargo bench -p kernels --bench conv` (add `-- vgg16` or `-- small` to pick a group).
+//! The `wgrad` group times every weight-gradient algorithm on the shapes that train: VGG16
+//! blocks 3–5 (fine-tuning) and the small convnet's layers.
+//!
+//! `cargo bench -p kernels --bench conv` (add `-- vgg16`, `-- small` or `-- wgrad` to pick a
+//! group).
 
 use candle_core::{Device, Tensor, Var};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -103,5 +107,51 @@ fn small_convnet(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, vgg16_layers, small_convnet);
+fn weight_grad(c: &mut Criterion) {
+    use kernels::{ConvShape, WeightGradAlgorithm, dispatch};
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut group = c.benchmark_group("wgrad");
+    group.sample_size(10).warm_up_time(Duration::from_secs(1));
+    // (input channels, output channels, input size, padding)
+    let shapes = [
+        (512, 512, 9, 1),
+        (512, 512, 18, 1),
+        (256, 256, 37, 1),
+        (128, 128, 75, 1),
+        (64, 64, 150, 1),
+        (32, 32, 74, 0),
+        (32, 64, 36, 0),
+    ];
+    for (cin, cout, size, pad) in shapes {
+        let s = ConvShape {
+            n: BATCH,
+            c: cin,
+            h: size,
+            w: size,
+            o: cout,
+            kh: 3,
+            kw: 3,
+            pad,
+        };
+        let x: Vec<f32> = (0..BATCH * cin * size * size)
+            .map(|_| rng.random::<f32>())
+            .collect();
+        let gy: Vec<f32> = (0..BATCH * cout * s.ho() * s.wo())
+            .map(|_| rng.random::<f32>() - 0.5)
+            .collect();
+        group.throughput(Throughput::Elements(BATCH as u64));
+        for algo in [
+            WeightGradAlgorithm::RowDot,
+            WeightGradAlgorithm::Gemm,
+            WeightGradAlgorithm::Winograd,
+        ] {
+            group.bench_function(format!("{algo:?}_{cin}x{cout}_{size}_pad{pad}"), |bench| {
+                bench.iter(|| black_box(dispatch::conv_weight_grad_with(algo, &s, &x, &gy, None)))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, vgg16_layers, small_convnet, weight_grad);
 criterion_main!(benches);

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p kernels --example conv_bench -- [--batch 16] [--size 150] [--reps 3]
-//!     [--skip-candle] [--skip-vgg] [--layers]
+//!     [--skip-candle] [--skip-vgg] [--skip-small] [--layers]
 //! ```
 //!
 //! Prints the measured FMA peak, a per-layer table for the 13 VGG16 conv-base layers (GFLOP/s,
@@ -47,6 +47,7 @@ struct Options {
     candle: bool,
     layers: bool,
     vgg: bool,
+    small: bool,
 }
 
 fn parse() -> anyhow::Result<Options> {
@@ -57,6 +58,7 @@ fn parse() -> anyhow::Result<Options> {
         candle: true,
         layers: false,
         vgg: true,
+        small: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -73,6 +75,7 @@ fn parse() -> anyhow::Result<Options> {
             "--skip-candle" => o.candle = false,
             "--layers" => o.layers = true,
             "--skip-vgg" => o.vgg = false,
+            "--skip-small" => o.small = false,
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -341,15 +344,17 @@ fn main() -> anyhow::Result<()> {
     params.push(Var::zeros(1, DType::F32, &Device::Cpu)?);
     let labels: Vec<f32> = (0..o.batch).map(|i| (i % 2) as f32).collect();
     let y = Tensor::from_vec(labels, o.batch, &Device::Cpu)?;
-    let ours = time(o.reps, || Ok(small_step(&x, &y, &params, true).map(drop)?))?;
-    let theirs = if o.candle {
-        time(o.reps, || Ok(small_step(&x, &y, &params, false).map(drop)?))?
-    } else {
-        f64::NAN
-    };
-    println!("small convnet training step (forward + backward):");
-    println!("  ours   {:>8.2} images/s", o.batch as f64 / ours);
-    println!("  candle {:>8.2} images/s", o.batch as f64 / theirs);
+    if o.small {
+        let ours = time(o.reps, || Ok(small_step(&x, &y, &params, true).map(drop)?))?;
+        let theirs = if o.candle {
+            time(o.reps, || Ok(small_step(&x, &y, &params, false).map(drop)?))?
+        } else {
+            f64::NAN
+        };
+        println!("small convnet training step (forward + backward):");
+        println!("  ours   {:>8.2} images/s", o.batch as f64 / ours);
+        println!("  candle {:>8.2} images/s", o.batch as f64 / theirs);
+    }
 
     // Fine-tuning step: block 5 + top on block 4's output (size / 16 after four pools).
     let s5 = o.size / 16;

@@ -1,8 +1,10 @@
 //! Picks the convolution algorithm by shape and CPU features.
 
 use crate::isa::Isa;
+use crate::scratch::with_pooled;
 use crate::shape::ConvShape;
-use crate::{direct, wgrad_gemm, winograd};
+use crate::{direct, wgrad_gemm, wgrad_winograd, winograd, winograd3};
+use rayon::prelude::*;
 
 /// A forward-convolution algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,6 +13,8 @@ pub enum Algorithm {
     Direct,
     /// Winograd F(4×4, 3×3) ([`crate::winograd`]).
     Winograd,
+    /// Winograd F(3×3, 3×3) for small maps ([`crate::winograd3`]).
+    Winograd3,
 }
 
 impl Algorithm {
@@ -22,7 +26,10 @@ impl Algorithm {
     fn choose_for(isa: Isa, s: &ConvShape) -> Algorithm {
         // Winograd pays once the GEMMs dominate its transforms: enough input and output
         // channels to amortise them, and tiles that are not mostly padding.
-        if winograd::supports(isa, s) && s.c >= 16 && s.o >= 16 && s.ho() >= 4 && s.wo() >= 4 {
+        if winograd3::preferred(s) {
+            Algorithm::Winograd3
+        } else if winograd::supports(isa, s) && s.c >= 16 && s.o >= 16 && s.ho() >= 4 && s.wo() >= 4
+        {
             Algorithm::Winograd
         } else {
             Algorithm::Direct
@@ -57,6 +64,9 @@ pub fn conv_forward_with(
         Algorithm::Winograd if winograd::supports(isa, s) => {
             winograd::forward(s, x, weight, bias, relu)
         }
+        Algorithm::Winograd3 if winograd3::supports(s) => {
+            winograd3::forward(isa, s, x, weight, bias, relu)
+        }
         _ => direct::forward(isa, s, x, weight, bias, relu),
     }
 }
@@ -66,17 +76,20 @@ pub fn conv_forward_with(
 pub fn conv_input_grad(s: &ConvShape, gy: &[f32], weight: &[f32]) -> Vec<f32> {
     let t = s.transposed();
     let (kh, kw) = (s.kh, s.kw);
-    let mut wt = vec![0.0f32; s.c * s.o * kh * kw];
-    for o in 0..s.o {
-        for c in 0..s.c {
-            let src = &weight[(o * s.c + c) * kh * kw..][..kh * kw];
-            let dst = &mut wt[(c * s.o + o) * kh * kw..][..kh * kw];
-            for (i, d) in dst.iter_mut().enumerate() {
-                *d = src[kh * kw - 1 - i];
-            }
-        }
-    }
-    conv_forward(&t, gy, &wt, None, false)
+    // The rotated kernel is working memory of every backward step: take it from the pool.
+    with_pooled(s.c * s.o * kh * kw, |wt| {
+        wt.par_chunks_mut(s.o * kh * kw)
+            .enumerate()
+            .for_each(|(c, row)| {
+                for (o, dst) in row.chunks_exact_mut(kh * kw).enumerate() {
+                    let src = &weight[(o * s.c + c) * kh * kw..][..kh * kw];
+                    for (i, d) in dst.iter_mut().enumerate() {
+                        *d = src[kh * kw - 1 - i];
+                    }
+                }
+            });
+        conv_forward(&t, gy, wt, None, false)
+    })
 }
 
 /// A weight-gradient algorithm for 3 × 3 convolutions.
@@ -86,13 +99,17 @@ pub enum WeightGradAlgorithm {
     RowDot,
     /// One packed GEMM of the gradient and the im2col matrix ([`crate::wgrad_gemm`]).
     Gemm,
+    /// Winograd F(3×3, 3×3): 25 GEMMs over transformed tiles ([`crate::wgrad_winograd`]).
+    Winograd,
 }
 
 impl WeightGradAlgorithm {
-    /// The algorithm the dispatch uses for `s`: the GEMM for short output rows, the row-dot
-    /// kernel otherwise.
+    /// The algorithm the dispatch uses for `s`: Winograd for wide channel counts, the GEMM for
+    /// short output rows, the row-dot kernel otherwise.
     pub fn choose(s: &ConvShape) -> WeightGradAlgorithm {
-        if wgrad_gemm::preferred(s) {
+        if wgrad_winograd::preferred(s) {
+            WeightGradAlgorithm::Winograd
+        } else if wgrad_gemm::preferred(s) {
             WeightGradAlgorithm::Gemm
         } else {
             WeightGradAlgorithm::RowDot
@@ -124,5 +141,9 @@ pub fn conv_weight_grad_with(
     match algo {
         WeightGradAlgorithm::RowDot => crate::wgrad::weight_grad(isa, s, x, gy, relu_out),
         WeightGradAlgorithm::Gemm => wgrad_gemm::weight_grad(isa, s, x, gy, relu_out),
+        WeightGradAlgorithm::Winograd if wgrad_winograd::supports(s) => {
+            wgrad_winograd::weight_grad(isa, s, x, gy, relu_out)
+        }
+        WeightGradAlgorithm::Winograd => crate::wgrad::weight_grad(isa, s, x, gy, relu_out),
     }
 }

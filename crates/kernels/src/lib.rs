@@ -9,9 +9,13 @@
 //! - `direct`: implicit GEMM over padded-width columns, any stride-1 kernel (forward, and the
 //!   input gradient as the convolution with the rotated kernel);
 //! - `winograd`: Winograd F(4×4, 3×3) for 3 × 3 layers (AVX-512), forward and input gradient;
+//! - `winograd3`: Winograd F(3×3, 3×3) transforms, and the forward (and input gradient) for
+//!   small maps that 3 × 3 tiles cover better, such as VGG16's block 5 (9 × 9 at 150 × 150);
 //! - `wgrad`: the 3 × 3 weight gradient as register-blocked dot products along output rows;
 //! - `wgrad_gemm`: the 3 × 3 weight gradient as one packed GEMM with the im2col matrix (for
-//!   short output rows, such as VGG16's block 5);
+//!   short output rows and few channels);
+//! - `wgrad_winograd`: the 3 × 3 weight gradient by Winograd F(3×3, 3×3), 25 GEMMs over
+//!   transformed tiles (from 64 × 64 channels up);
 //! - `pool`: max-pooling forward and backward;
 //! - [`dispatch`]: picks an algorithm by shape and CPU features ([`Isa`]);
 //! - [`peak`]: the machine's measured FMA peak, for reporting efficiency.
@@ -31,7 +35,9 @@ mod scratch;
 mod shape;
 mod wgrad;
 mod wgrad_gemm;
+mod wgrad_winograd;
 mod winograd;
+mod winograd3;
 
 pub use dispatch::{Algorithm, WeightGradAlgorithm};
 pub use error::KernelError;

@@ -13,7 +13,7 @@
 //! adds the bias, applies the ReLU and scatters the 4 × 4 tiles into the NCHW output.
 
 use crate::gemm::{self, LANES, MR, NR};
-use crate::scratch::with_scratch;
+use crate::scratch::{with_pooled, with_scratch};
 use crate::shape::{ConvShape, SharedMut};
 use rayon::prelude::*;
 
@@ -31,17 +31,17 @@ pub(crate) fn supports(isa: crate::isa::Isa, s: &ConvShape) -> bool {
     (s.n * s.c * s.h * s.w) < (i32::MAX as usize) / 2
 }
 
-/// Transformed weights packed as the `A` operand of the 36 GEMMs: `[ξ][o-panel][c][MR]`.
-fn pack_weights(s: &ConvShape, weight: &[f32]) -> Vec<f32> {
+/// Fills `u` (`XI · o-panels · MR · c` floats) with the transformed weights packed as the `A`
+/// operand of the 36 GEMMs: `[ξ][o-panel][c][MR]`.
+fn pack_weights(s: &ConvShape, weight: &[f32], u: &mut [f32]) {
     let op = s.o.div_ceil(MR) * MR;
-    let mut u = vec![0.0f32; XI * op * s.c];
+    assert_eq!(u.len(), XI * op * s.c);
     let us = SharedMut(u.as_mut_ptr());
     (0..op / MR).into_par_iter().for_each(|panel| {
         // SAFETY: AVX-512 support is a precondition of this path; each panel writes its own
         // elements.
         unsafe { x86::pack_weights_panel(weight, s.c, s.o, panel, op, us) };
     });
-    u
 }
 
 /// Forward convolution (see the module docs); same contract as [`crate::direct::forward`].
@@ -52,11 +52,26 @@ pub(crate) fn forward(
     bias: Option<&[f32]>,
     relu: bool,
 ) -> Vec<f32> {
+    // The transformed weights (36 × o × c floats, 38 MB for 512 × 512) come from the shared pool:
+    // a fresh allocation per call would page-fault them in every time.
+    let op = s.o.div_ceil(MR) * MR;
+    with_pooled(XI * op * s.c, |u| {
+        pack_weights(s, weight, u);
+        forward_packed(s, x, u, bias, relu)
+    })
+}
+
+/// [`forward`] with the weights already transformed and packed by [`pack_weights`].
+fn forward_packed(
+    s: &ConvShape,
+    x: &[f32],
+    u: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
     let (ho, wo) = (s.ho(), s.wo());
     let (th, tw) = (ho.div_ceil(4), wo.div_ceil(4));
     let tiles = s.n * th * tw;
-
-    let u = pack_weights(s, weight);
 
     let threads = rayon::current_num_threads().max(1);
     let chunks = threads * tiles.div_ceil(threads * TILES_PER_CHUNK);

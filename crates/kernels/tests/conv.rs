@@ -78,7 +78,7 @@ proptest! {
         let (x, w, b) = operands(&s, seed);
         let want = reference(&x, &w, Some(&b), s.pad);
         let (xv, wv, bv) = (values(&x), values(&w), values(&b));
-        for algo in [Algorithm::Direct, Algorithm::Winograd] {
+        for algo in [Algorithm::Direct, Algorithm::Winograd, Algorithm::Winograd3] {
             let y = kernels::dispatch::conv_forward_with(algo, &s, &xv, &wv, Some(&bv), false);
             let got = Tensor::from_vec(y, want.dims(), want.device()).unwrap();
             assert_close(&format!("{algo:?}"), &got, &want, REL);
@@ -101,7 +101,7 @@ proptest! {
         let want = loss.sum_all().unwrap().backward().unwrap();
         let want = want.get(wv.as_tensor()).expect("reference gradient");
         let (xv, rv) = (values(&x), values(&r));
-        for algo in [WeightGradAlgorithm::RowDot, WeightGradAlgorithm::Gemm] {
+        for algo in [WeightGradAlgorithm::RowDot, WeightGradAlgorithm::Gemm, WeightGradAlgorithm::Winograd] {
             let g = kernels::dispatch::conv_weight_grad_with(algo, &s, &xv, &rv, relu_out.as_deref());
             let got = Tensor::from_vec(g, want.dims(), want.device()).unwrap();
             assert_close(&format!("{algo:?}"), &got, want, REL);
@@ -186,4 +186,42 @@ fn strided_inputs_and_unsupported_shapes_work() {
     // Mismatched channels are an error, not a panic.
     let bad = uniform(14, &[3, 5, 3, 3], 0.3);
     assert!(kernels::conv2d(&x, &bad, None, 1).is_err());
+}
+
+/// Problems with more tiles than one chunk of the F(3×3) forward (1536 tiles) and of the
+/// Winograd weight gradient (256 tiles), and channel counts that leave partial panels.
+#[test]
+fn winograd3_paths_cross_chunk_boundaries() {
+    let s = ConvShape {
+        n: 2,
+        c: 21,
+        h: 100,
+        w: 98,
+        o: 50,
+        kh: 3,
+        kw: 3,
+        pad: 1,
+    };
+    let (x, w, b) = operands(&s, 21);
+    let want = reference(&x, &w, Some(&b), s.pad);
+    let (xv, wv, bv) = (values(&x), values(&w), values(&b));
+    let y =
+        kernels::dispatch::conv_forward_with(Algorithm::Winograd3, &s, &xv, &wv, Some(&bv), true);
+    let got = Tensor::from_vec(y, want.dims(), want.device()).unwrap();
+    assert_close("Winograd3 forward", &got, &want.relu().unwrap(), REL);
+
+    let wvar = Var::from_tensor(&w).unwrap();
+    let y = reference(&x, wvar.as_tensor(), None, s.pad);
+    let r = uniform(22, y.dims(), 1.0);
+    let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let want = grads.get(wvar.as_tensor()).unwrap();
+    let g = kernels::dispatch::conv_weight_grad_with(
+        WeightGradAlgorithm::Winograd,
+        &s,
+        &xv,
+        &values(&r),
+        None,
+    );
+    let got = Tensor::from_vec(g, want.dims(), want.device()).unwrap();
+    assert_close("Winograd weight gradient", &got, want, REL);
 }
