@@ -64,5 +64,5 @@ pub use error::{ConfigError, DataError};
 pub use flow::{Batch, DirectoryOptions, Epoch, Flow, FlowOptions, SaveFormat, save_image};
 pub use folder::ImageFolder;
 pub use generator::ImageDataGenerator;
-pub use resize::{load_resized, resize_rgb};
+pub use resize::{fit_within, load_resized, resize_rgb};
 pub use transform::Transform;

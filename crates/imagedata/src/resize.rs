@@ -104,9 +104,29 @@ pub fn load_resized(
     resize_rgb(&img, target, interpolation, path)
 }
 
+/// `img` scaled (triangle filter, aspect ratio kept) so that its longer side is `side` pixels:
+/// the thumbnails of the preview grid and the report.
+pub fn fit_within(img: &RgbImage, side: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let scale = f64::from(side) / f64::from(w.max(h).max(1));
+    let nw = ((f64::from(w) * scale).round() as u32).clamp(1, side);
+    let nh = ((f64::from(h) * scale).round() as u32).clamp(1, side);
+    image::imageops::resize(img, nw, nh, image::imageops::FilterType::Triangle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fit_within_keeps_the_aspect_ratio() {
+        let wide = RgbImage::new(300, 100);
+        assert_eq!(fit_within(&wide, 90).dimensions(), (90, 30));
+        let tall = RgbImage::new(10, 40);
+        assert_eq!(fit_within(&tall, 120).dimensions(), (30, 120));
+        let thin = RgbImage::new(1000, 1);
+        assert_eq!(fit_within(&thin, 50).dimensions(), (50, 1));
+    }
 
     fn gradient(w: u32, h: u32) -> RgbImage {
         RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8 * 10, y as u8 * 10, 7]))

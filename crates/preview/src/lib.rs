@@ -85,7 +85,7 @@ pub fn contact_sheet(original: &RgbImage, variants: &[RgbImage]) -> RgbImage {
             let frame = RgbImage::from_pixel(CELL + 4, CELL + 4, Rgb([255, 140, 0]));
             imageops::overlay(&mut sheet, &frame, i64::from(x0) - 2, i64::from(y0) - 2);
         }
-        let fitted = fit(img, CELL);
+        let fitted = imagedata::fit_within(img, CELL);
         let dx = (CELL - fitted.width()) / 2;
         let dy = (CELL - fitted.height()) / 2;
         let cell = RgbImage::from_pixel(CELL, CELL, Rgb([16, 16, 16]));
@@ -93,14 +93,6 @@ pub fn contact_sheet(original: &RgbImage, variants: &[RgbImage]) -> RgbImage {
         imageops::overlay(&mut sheet, &fitted, i64::from(x0 + dx), i64::from(y0 + dy));
     }
     sheet
-}
-
-fn fit(img: &RgbImage, side: u32) -> RgbImage {
-    let (w, h) = img.dimensions();
-    let scale = f64::from(side) / f64::from(w.max(h).max(1));
-    let nw = ((f64::from(w) * scale).round() as u32).clamp(1, side);
-    let nh = ((f64::from(h) * scale).round() as u32).clamp(1, side);
-    imageops::resize(img, nw, nh, imageops::FilterType::Triangle)
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ pub fn mistakes_grid(mistakes: &[&Mistake], path: &Path) -> Result<(Vec<u8>, usi
         .map(|m| {
             imagedata::load_rgb(&m.image, &imagedata::Limits::default())
                 .ok()
-                .map(|img| fit(&img, THUMB))
+                .map(|img| imagedata::fit_within(&img, THUMB))
         })
         .collect();
     let n = mistakes.len().max(1) as u32;
@@ -107,15 +107,6 @@ pub fn mistakes_grid(mistakes: &[&Mistake], path: &Path) -> Result<(Vec<u8>, usi
     }
     let unreadable = thumbs.iter().filter(|t| t.is_none()).count();
     Ok((encode_png(&canvas, path)?, unreadable))
-}
-
-/// `img` scaled to fit a `side` × `side` square, its aspect ratio kept.
-fn fit(img: &RgbImage, side: u32) -> RgbImage {
-    let (w, h) = img.dimensions();
-    let scale = f64::from(side) / f64::from(w.max(h).max(1));
-    let nw = ((f64::from(w) * scale).round() as u32).clamp(1, side);
-    let nh = ((f64::from(h) * scale).round() as u32).clamp(1, side);
-    imageops::resize(img, nw, nh, imageops::FilterType::Triangle)
 }
 
 /// `s` cut to `max` characters, the last one an ellipsis when it was longer.
