@@ -84,6 +84,37 @@ impl Isa {
     }
 }
 
+/// Runs the lane-array kernel `$f(...)` compiled for the widest instruction set `$isa` allows,
+/// so the compiler vectorises its array arithmetic accordingly.
+macro_rules! dispatch_isa {
+    ($isa:expr, $f:ident($($arg:expr),* $(,)?)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw")]
+            unsafe fn wide(f: impl FnOnce()) {
+                f()
+            }
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn narrow(f: impl FnOnce()) {
+                f()
+            }
+            match $isa {
+                // SAFETY: the dispatch only selects instruction sets the CPU supports.
+                $crate::isa::Isa::Avx512 => unsafe { wide(|| $f($($arg),*)) },
+                // SAFETY: as above.
+                $crate::isa::Isa::Avx2 => unsafe { narrow(|| $f($($arg),*)) },
+                $crate::isa::Isa::Portable => $f($($arg),*),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = $isa;
+            $f($($arg),*)
+        }
+    }};
+}
+pub(crate) use dispatch_isa;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,13 +20,11 @@
 //! the output transform and writes its 3 × 3 kernels.
 
 use crate::gemm::{LANES, MR, NR, micro, panel_width};
-use crate::isa::Isa;
-use crate::scratch::with_pooled;
-use crate::scratch::with_scratch;
+use crate::isa::{Isa, dispatch_isa};
+use crate::scratch::{with_pooled, with_scratch};
 use crate::shape::{ConvShape, SharedMut};
 use crate::winograd3::{
-    Geometry, PATCH, STAGE, TILE, XI, channels_last, dispatch_isa, inverse, transform_kernel,
-    transform_patch,
+    Geometry, PATCH, STAGE, TILE, XI, channels_last, inverse, transform_kernel, transform_patch,
 };
 use rayon::prelude::*;
 

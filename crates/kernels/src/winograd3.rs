@@ -17,41 +17,10 @@
 //! plain array arithmetic that the compiler vectorises for the detected instruction set.
 
 use crate::gemm::{LANES, MR, NR, micro, panel_width};
-use crate::isa::Isa;
+use crate::isa::{Isa, dispatch_isa};
 use crate::scratch::{with_pooled, with_scratch};
 use crate::shape::{ConvShape, SharedMut};
 use rayon::prelude::*;
-
-/// Runs the lane-array kernel `$f(...)` compiled for the widest instruction set `$isa` allows,
-/// so the compiler vectorises its array arithmetic accordingly.
-macro_rules! dispatch_isa {
-    ($isa:expr, $f:ident($($arg:expr),* $(,)?)) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw")]
-            unsafe fn wide(f: impl FnOnce()) {
-                f()
-            }
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn narrow(f: impl FnOnce()) {
-                f()
-            }
-            match $isa {
-                // SAFETY: the dispatch only selects instruction sets the CPU supports.
-                $crate::isa::Isa::Avx512 => unsafe { wide(|| $f($($arg),*)) },
-                // SAFETY: as above.
-                $crate::isa::Isa::Avx2 => unsafe { narrow(|| $f($($arg),*)) },
-                $crate::isa::Isa::Portable => $f($($arg),*),
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = $isa;
-            $f($($arg),*)
-        }
-    }};
-}
-pub(crate) use dispatch_isa;
 
 /// Points of the transformed tile (5 × 5).
 pub(crate) const XI: usize = 25;
