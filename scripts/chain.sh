@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole post with one pipeline file, stage by stage:
 #   split (only when <data.dir>/train does not exist) → preview → train-small →
-#   extract-bottlenecks → train-top → finetune → evaluate each model (small_cnn, top,
-#   finetune) on <data.dir>/validation and, when it exists, <data.dir>/test, into
+#   extract-bottlenecks → train-top → finetune (skipped for a backbone that cannot be
+#   fine-tuned) → evaluate each model (small_cnn, top, finetune) on <data.dir>/validation and, when it exists, <data.dir>/test, into
 #   <data.artifacts>/<model>/evaluation/<split>.json → report.
 # Every stage but preview and report (a second each) checks its artifacts first and prints
 # "up to date" instead of redoing work, so a rerun with nothing changed takes seconds, and a
@@ -117,6 +117,7 @@ setting() {
 data=$(setting data.dir)
 artifacts=$(setting data.artifacts)
 weights=$(setting bottleneck.weights)
+backbone=$(setting bottleneck.backbone)
 
 if [[ -d "$data/train" ]]; then
     record split 0.0 "skipped ($data/train exists)"
@@ -127,12 +128,18 @@ run_stage preview "$bin/preview" "${config[@]}"
 run_stage train-small "$bin/train-small" "${config[@]}"
 run_stage extract-bottlenecks "$bin/extract" "${config[@]}"
 run_stage train-top "$bin/train-top" "${config[@]}"
-run_stage finetune "$bin/finetune" "${config[@]}"
+models=(small_cnn top)
+if "$bin/pipeline" backbones --finetune | grep -qx "$backbone"; then
+    run_stage finetune "$bin/finetune" "${config[@]}"
+    models+=(finetune)
+else
+    record finetune 0.0 "skipped (not supported for $backbone)"
+fi
 weights_arg=()
 if [[ -n "$weights" ]]; then
     weights_arg=(--weights "$weights")
 fi
-for model in small_cnn top finetune; do
+for model in "${models[@]}"; do
     for split in validation test; do
         [[ -d "$data/$split" ]] || continue
         run_stage "evaluate $model on $split" "$bin/classify" evaluate \

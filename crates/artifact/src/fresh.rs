@@ -1,6 +1,6 @@
 //! Provenance metadata and the freshness check that lets a stage skip work.
 
-use crate::{Metadata, Result};
+use crate::{ArtifactError, Metadata, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -14,6 +14,8 @@ pub const KEY_INPUTS: &str = "littledata.inputs";
 pub const KEY_VERSION: &str = "littledata.version";
 /// Metadata key of the creation time (RFC 3339, UTC).
 pub const KEY_CREATED: &str = "littledata.created";
+/// Metadata key of the digest of the file's bytes, `<algorithm>:<hex>` (see [`crate::verify`]).
+pub const KEY_DATA_DIGEST: &str = "littledata.data_digest";
 
 /// What an artifact was made from: enough to tell whether it is still current.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -106,23 +108,40 @@ impl Provenance {
     }
 }
 
-/// Compares the provenance stored in the artifact at `path` with `expected`.
+/// Compares the provenance stored in the artifact at `path` with `expected`, then checks its
+/// bytes against the digest it records ([`crate::verify`]; a file this process already
+/// verified and that has not changed since is not read again).
 ///
-/// An unreadable or foreign file counts as stale (it will be rebuilt), not as an error.
+/// An unreadable, foreign or damaged file counts as stale (it will be rebuilt), not as an
+/// error; so does a file that records no data digest (written before artifacts recorded one):
+/// `UpToDate` means the bytes were checked.
 pub fn check_fresh(path: &Path, expected: &Provenance) -> Result<Freshness> {
     if !path.exists() {
         return Ok(Freshness::Missing);
     }
     let meta = match crate::read_metadata(path) {
         Ok(m) => m,
+        Err(ArtifactError::Damaged { reason, .. }) => {
+            return Ok(Freshness::Stale(format!("damaged: {reason}")));
+        }
         Err(e) => return Ok(Freshness::Stale(format!("unreadable: {e}"))),
     };
-    Ok(match Provenance::from_metadata(&meta) {
-        None => Freshness::Stale("no provenance metadata".into()),
-        Some(found) => match expected.difference(&found) {
-            None => Freshness::UpToDate,
-            Some(reason) => Freshness::Stale(reason),
-        },
+    let found = match Provenance::from_metadata(&meta) {
+        None => return Ok(Freshness::Stale("no provenance metadata".into())),
+        Some(found) => found,
+    };
+    if let Some(reason) = expected.difference(&found) {
+        return Ok(Freshness::Stale(reason));
+    }
+    Ok(match crate::integrity::verify_remembered(path) {
+        Ok(()) => Freshness::UpToDate,
+        Err(ArtifactError::Damaged { reason, .. }) => {
+            Freshness::Stale(format!("damaged: {reason}"))
+        }
+        Err(ArtifactError::NoDigest { .. }) => Freshness::Stale(
+            "no data digest (written before artifacts recorded one); rebuilding adds it".into(),
+        ),
+        Err(e) => Freshness::Stale(format!("unreadable: {e}")),
     })
 }
 

@@ -1,11 +1,11 @@
 //! Atomic writes and safetensors reading/writing with metadata.
 
-use crate::{ArtifactError, Metadata, Result};
+use crate::{ArtifactError, Metadata, Result, integrity};
 use candle_core::safetensors::Load;
 use candle_core::{Device, Tensor};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` atomically (temp file in the same folder, fsync, rename).
 /// Parent folders are created.
@@ -15,46 +15,47 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Writes to `path` atomically through a closure that fills the temp file. If the closure fails,
 /// the temp file is removed and `path` is untouched.
+///
+/// The bytes are written as given (JSON, PNG, downloads): a safetensors file written this way
+/// records no data digest; tensors go through [`save`] or [`crate::StreamWriter`], which record
+/// one. The temp file is named after `path` and this process (see
+/// [`crate::remove_stale_temps`]).
 pub fn atomic_write_with(
     path: &Path,
     fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
+    let dir = parent_dir(path);
     std::fs::create_dir_all(&dir).map_err(|e| ArtifactError::io(&dir, e))?;
-    let mut tmp = temp_builder()
-        .tempfile_in(&dir)
-        .map_err(|e| ArtifactError::io(&dir, e))?;
+    let mut tmp = crate::temp::create_temp(&dir, path).map_err(|e| ArtifactError::io(&dir, e))?;
     fill(tmp.as_file_mut()).map_err(|e| ArtifactError::io(path, e))?;
     tmp.as_file_mut()
         .sync_all()
         .map_err(|e| ArtifactError::io(path, e))?;
     tmp.persist(path)
         .map_err(|e| ArtifactError::io(path, e.error))?;
-    // Make the rename itself durable where the platform allows; failure here is harmless.
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
+    sync_dir(&dir);
     Ok(())
 }
 
-/// A temp-file builder for atomic writes: hidden `.tmp-*.partial` names, and on Unix the mode
-/// of any file a program creates (0666 less the umask) rather than temp files' owner-only 0600.
-pub(crate) fn temp_builder() -> tempfile::Builder<'static, 'static> {
-    let mut b = tempfile::Builder::new();
-    b.prefix(".tmp-").suffix(".partial");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        b.permissions(std::fs::Permissions::from_mode(0o666));
+/// The folder a file at `path` goes in (`.` for a bare name).
+pub(crate) fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
     }
-    b
+}
+
+/// Makes a rename in `dir` durable where the platform allows; failure here is harmless.
+pub(crate) fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
 }
 
 /// Saves named tensors with metadata as a safetensors file, atomically. Tensors are stored in
 /// name order and the header is written with sorted keys, so equal inputs give equal bytes.
+/// The file records the digest of its bytes (see [`crate::verify`]); a digest key in `meta`
+/// (metadata read back from another artifact) is replaced.
 pub fn save<'a, I, S>(path: &Path, tensors: I, meta: &Metadata) -> Result<()>
 where
     I: IntoIterator<Item = (S, &'a Tensor)>,
@@ -77,8 +78,28 @@ where
 }
 
 /// Loads every tensor of a safetensors file onto `device`, with its metadata.
+///
+/// The file is checked before any tensor is made: a broken header, a size that does not match
+/// its tensor table, or bytes that do not match its recorded digest are
+/// [`ArtifactError::Damaged`]. A file that records no digest (written before digests were
+/// recorded, or by another program) loads after the structural checks alone.
 pub fn load(path: &Path, device: &Device) -> Result<(BTreeMap<String, Tensor>, Metadata)> {
-    let bytes = std::fs::read(path).map_err(|e| ArtifactError::io(path, e))?;
+    let mut file = std::fs::File::open(path).map_err(|e| ArtifactError::io(path, e))?;
+    let before = file.metadata().map_err(|e| ArtifactError::io(path, e))?;
+    let started = std::time::SystemTime::now();
+    let mut bytes = Vec::with_capacity(before.len() as usize);
+    file.read_to_end(&mut bytes)
+        .map_err(|e| ArtifactError::io(path, e))?;
+    let file_len = bytes.len() as u64;
+    let n = integrity::header_len(path, &bytes, file_len)?;
+    let header = integrity::parse_header(path, &bytes[8..8 + n], file_len)?;
+    if let Some(recorded) = &header.digest {
+        let computed = integrity::digest_bytes(&bytes, recorded.offset);
+        integrity::compare(path, recorded, computed, &header.meta)?;
+        if let Ok(after) = file.metadata() {
+            integrity::remember(path, &before, &after, started);
+        }
+    }
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| ArtifactError::Format {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -91,11 +112,11 @@ pub fn load(path: &Path, device: &Device) -> Result<(BTreeMap<String, Tensor>, M
         })?;
         out.insert(name, t);
     }
-    let meta = header_metadata(path, &bytes)?;
-    Ok((out, meta))
+    Ok((out, header.meta))
 }
 
-/// Loads the named tensors only (each must exist), with the file's metadata.
+/// Loads the named tensors only (each must exist), with the file's metadata. The whole file
+/// is checked as by [`load`].
 pub fn load_tensors(
     path: &Path,
     names: &[&str],
@@ -115,48 +136,14 @@ pub fn load_tensors(
     Ok((out, meta))
 }
 
-/// Reads only the metadata of a safetensors file (the header, not the tensor data).
+/// Reads only the metadata of a safetensors file (the header, not the tensor data). The header
+/// is checked (a valid tensor table whose data fills the file, a well-formed digest), the data
+/// is not: [`crate::verify`] checks it.
 pub fn read_metadata(path: &Path) -> Result<Metadata> {
     let mut f = std::fs::File::open(path).map_err(|e| ArtifactError::io(path, e))?;
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len).map_err(|_| ArtifactError::Format {
-        path: path.to_path_buf(),
-        reason: "shorter than a safetensors header".into(),
-    })?;
-    let n = u64::from_le_bytes(len);
     let file_len = f.metadata().map_err(|e| ArtifactError::io(path, e))?.len();
-    if n > 100 * 1024 * 1024 || n + 8 > file_len {
-        return Err(ArtifactError::Format {
-            path: path.to_path_buf(),
-            reason: format!("header length {n} does not fit a {file_len}-byte file"),
-        });
-    }
-    let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header)
-        .map_err(|e| ArtifactError::io(path, e))?;
-    parse_header_metadata(path, &header)
-}
-
-fn header_metadata(path: &Path, bytes: &[u8]) -> Result<Metadata> {
-    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
-    parse_header_metadata(path, &bytes[8..8 + n])
-}
-
-fn parse_header_metadata(path: &Path, header: &[u8]) -> Result<Metadata> {
-    let value: serde_json::Value =
-        serde_json::from_slice(header).map_err(|e| ArtifactError::Format {
-            path: path.to_path_buf(),
-            reason: format!("header is not JSON: {e}"),
-        })?;
-    let mut meta = Metadata::new();
-    if let Some(m) = value.get("__metadata__").and_then(|m| m.as_object()) {
-        for (k, v) in m {
-            if let Some(s) = v.as_str() {
-                meta.insert(k.clone(), s.to_string());
-            }
-        }
-    }
-    Ok(meta)
+    let (_, _, header) = integrity::read_header(path, &mut f, file_len)?;
+    Ok(header.meta)
 }
 
 #[cfg(test)]

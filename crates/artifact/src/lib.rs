@@ -4,16 +4,33 @@
 //! digest of the pipeline section used, digests of the inputs, crate version, creation time).
 //! Every write is atomic: the bytes go to a temp file in the destination folder, are flushed to
 //! disk, and the temp file is renamed over the destination, so a reader never sees half a file.
+//!
+//! Every safetensors file written by [`save`] or [`StreamWriter`] records a digest of its bytes
+//! (metadata key [`fresh::KEY_DATA_DIGEST`], value `xxh3-128:<32 hex>`), covering the header's
+//! tensor table and metadata as well as all tensor data; [`load`], [`load_tensors`], [`verify`]
+//! and [`check_fresh`] check it, and a damaged file is an [`ArtifactError::Damaged`] that says
+//! how to rebuild it (or, for [`check_fresh`], a stale file). A file that records no digest
+//! (written before digests were recorded, or by another program) still loads, after the
+//! structural checks; [`check_fresh`] calls it stale so that the next run rebuilds it with one.
+//! The check costs about 1 s of CPU per 4 GB (see [`verify`]); on a 100 MB artifact it adds
+//! about 20 ms of CPU to `save` (of about 340 ms) and to `load` (of about 190 ms).
+//!
+//! Temp files name their target and their writer (host, pid); [`remove_stale_temps`] removes
+//! those whose writer is gone.
 
 mod digest;
 pub mod fresh;
+mod integrity;
 mod io;
 mod stream;
+mod temp;
 
 pub use digest::{sha256_bytes, sha256_file, sha256_json};
 pub use fresh::{Freshness, Provenance, check_fresh};
+pub use integrity::{DIGEST_ALGORITHM, verify};
 pub use io::{atomic_write, atomic_write_with, load, load_tensors, read_metadata, save};
 pub use stream::StreamWriter;
+pub use temp::{FOREIGN_TEMP_AGE, remove_stale_temps};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -68,6 +85,27 @@ pub enum ArtifactError {
         #[source]
         source: candle_core::Error,
     },
+    /// The file is damaged: truncated, its header broken, or its bytes no longer match the
+    /// digest it records. Removing it and rerunning the stage that wrote it rebuilds it.
+    #[error("{path}: damaged ({reason}); {}", rebuild_hint(.stage.as_deref()))]
+    Damaged {
+        /// The file involved.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+        /// The stage that wrote it (its `littledata.stage` metadata), when readable.
+        stage: Option<String>,
+    },
+    /// The file records no data digest (written before artifacts recorded one, or by another
+    /// program), so its bytes cannot be checked.
+    #[error(
+        "{path}: records no data digest (written before littledata recorded one, or by another \
+         program), so its bytes cannot be checked"
+    )]
+    NoDigest {
+        /// The file involved.
+        path: PathBuf,
+    },
     /// Misuse of a streaming writer (wrong tensor order, wrong size, unfinished tensors).
     #[error("{path}: {reason}")]
     Stream {
@@ -84,6 +122,13 @@ impl ArtifactError {
             path: path.into(),
             source,
         }
+    }
+}
+
+fn rebuild_hint(stage: Option<&str>) -> String {
+    match stage {
+        Some(s) => format!("remove it and rerun the `{s}` stage, which wrote it, to rebuild it"),
+        None => "remove it and rerun the stage that wrote it to rebuild it".into(),
     }
 }
 

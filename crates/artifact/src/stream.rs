@@ -4,10 +4,18 @@
 //! first), then their data is appended in declaration order, in as many chunks as the caller
 //! likes (typically one batch of rows at a time). `finish` checks that every byte arrived and
 //! renames the temp file into place; dropping an unfinished writer leaves no file behind.
+//!
+//! The data digest (see [`crate::verify`]) cannot be known when the header is written: the
+//! header records the placeholder `xxh3-128:000…0`, every byte written is hashed on the way
+//! (with those zeros), and `finish` overwrites the 32 zeros with the digest in place — same
+//! length, so nothing moves — before it fsyncs and renames. A file never reaches its final name
+//! without its digest.
 
+use crate::fresh::KEY_DATA_DIGEST;
+use crate::integrity::{self, HEX_LEN, Hasher};
 use crate::{ArtifactError, Metadata, Result};
 use candle_core::{DType, Device, Tensor};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 struct Slot {
@@ -24,6 +32,9 @@ pub struct StreamWriter {
     slots: Vec<Slot>,
     current: usize,
     written_in_current: u64,
+    hasher: Hasher,
+    /// Offset in the file of the digest's 32 hex digits.
+    digest_at: u64,
 }
 
 fn st_dtype(path: &Path, dtype: DType) -> Result<&'static str> {
@@ -46,6 +57,9 @@ fn st_dtype(path: &Path, dtype: DType) -> Result<&'static str> {
 
 impl StreamWriter {
     /// Starts a file at `path` holding the declared `(name, dtype, shape)` tensors, in order.
+    /// `meta` is stored with the data digest added (a digest key in it is replaced). Temp files
+    /// of `path` that killed writers left behind are removed first (see
+    /// [`crate::remove_stale_temps`]).
     pub fn create(
         path: &Path,
         tensors: &[(&str, DType, Vec<usize>)],
@@ -72,34 +86,51 @@ impl StreamWriter {
                 bytes,
             });
         }
-        if !meta.is_empty() {
-            header.insert(
-                "__metadata__".into(),
-                serde_json::to_value(meta).expect("map"),
-            );
-        }
+        let mut meta = meta.clone();
+        meta.insert(KEY_DATA_DIGEST.into(), integrity::placeholder_value());
+        header.insert(
+            "__metadata__".into(),
+            serde_json::to_value(&meta).expect("map"),
+        );
         let mut json = serde_json::to_vec(&serde_json::Value::Object(header)).expect("json");
         while !json.len().is_multiple_of(8) {
             json.push(b' ');
         }
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
+        let needle = integrity::digest_needle();
+        let places: Vec<usize> = json
+            .windows(needle.len())
+            .enumerate()
+            .filter(|(_, w)| *w == needle.as_bytes())
+            .map(|(i, _)| i)
+            .collect();
+        let [place] = places[..] else {
+            return Err(ArtifactError::Stream {
+                path: path.to_path_buf(),
+                reason: format!("the header holds {} digest keys, not 1", places.len()),
+            });
         };
+        let digest_at = (8 + place + needle.len()) as u64;
+        let dir = crate::io::parent_dir(path);
         std::fs::create_dir_all(&dir).map_err(|e| ArtifactError::io(&dir, e))?;
-        let tmp = crate::io::temp_builder()
-            .tempfile_in(&dir)
-            .map_err(|e| ArtifactError::io(&dir, e))?;
+        // Best effort: a failed cleanup must not stop the write.
+        let _ = crate::temp::remove_stale_temps(&dir, Some(path));
+        let tmp = crate::temp::create_temp(&dir, path).map_err(|e| ArtifactError::io(&dir, e))?;
         let mut w = BufWriter::with_capacity(1 << 20, tmp);
-        w.write_all(&(json.len() as u64).to_le_bytes())
+        let len = (json.len() as u64).to_le_bytes();
+        w.write_all(&len)
             .and_then(|_| w.write_all(&json))
             .map_err(|e| ArtifactError::io(path, e))?;
+        let mut hasher = Hasher::new();
+        hasher.update(&len);
+        hasher.update(&json);
         let mut s = Self {
             path: path.to_path_buf(),
             tmp: Some(w),
             slots,
             current: 0,
             written_in_current: 0,
+            hasher,
+            digest_at,
         };
         s.skip_empty();
         Ok(s)
@@ -168,12 +199,14 @@ impl StreamWriter {
         let w = self.tmp.as_mut().expect("open until finish");
         w.write_all(&bytes)
             .map_err(|e| ArtifactError::io(&self.path, e))?;
+        self.hasher.update(&bytes);
         self.written_in_current += bytes.len() as u64;
         self.skip_empty();
         Ok(())
     }
 
-    /// Checks that every declared byte was written, flushes, fsyncs and renames into place.
+    /// Checks that every declared byte was written, writes the data digest into the header,
+    /// flushes, fsyncs and renames into place.
     pub fn finish(mut self) -> Result<()> {
         if let Some(slot) = self.slots.get(self.current) {
             return Err(self.err(format!(
@@ -182,14 +215,18 @@ impl StreamWriter {
             )));
         }
         let w = self.tmp.take().expect("open until finish");
-        let tmp = w
+        let mut tmp = w
             .into_inner()
             .map_err(|e| ArtifactError::io(&self.path, e.into_error()))?;
-        tmp.as_file()
-            .sync_all()
+        let hex: [u8; HEX_LEN] = self.hasher.hex();
+        let file = tmp.as_file_mut();
+        file.seek(SeekFrom::Start(self.digest_at))
+            .and_then(|_| file.write_all(&hex))
+            .and_then(|_| file.sync_all())
             .map_err(|e| ArtifactError::io(&self.path, e))?;
         tmp.persist(&self.path)
             .map_err(|e| ArtifactError::io(&self.path, e.error))?;
+        crate::io::sync_dir(&crate::io::parent_dir(&self.path));
         Ok(())
     }
 }

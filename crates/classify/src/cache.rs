@@ -4,62 +4,11 @@
 
 use std::path::Path;
 
-use imagedata::ImageFolder;
-use serde::{Deserialize, Serialize};
+use stage::{EvalProvenance, EvalReport};
 
 use crate::error::Result;
-use crate::eval::{EvalOptions, EvalReport, evaluate};
+use crate::eval::{EvalOptions, evaluate};
 use crate::model::{LoadedModel, model_file};
-
-/// What an evaluation was computed from: a stored report whose provenance equals the current
-/// one would come out the same.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EvalProvenance {
-    /// sha256 of the model artifact file (which records the VGG16 weights' digest, when it
-    /// uses them).
-    pub model_sha256: String,
-    /// Content digest of the data folder: its classes and every image's relative path, size
-    /// and sha256, as the stages digest their splits ([`ImageFolder::content_digest`]).
-    pub data_digest: String,
-    /// Whether test-time augmentation (mirror averaging) was used.
-    pub tta: bool,
-    /// The version of `classify` that evaluated.
-    pub version: String,
-}
-
-impl EvalProvenance {
-    /// The provenance of evaluating the artifact file `model_file` on the labelled folder
-    /// `data`, with or without test-time augmentation.
-    pub fn compute(model_file: &Path, data: &Path, tta: bool) -> Result<Self> {
-        Ok(Self {
-            model_sha256: artifact::sha256_file(model_file)?,
-            data_digest: ImageFolder::scan(data)?.content_digest()?,
-            tta,
-            version: env!("CARGO_PKG_VERSION").into(),
-        })
-    }
-
-    /// Explains the first difference from `stored`, or `None` when they match.
-    pub fn difference(&self, stored: &EvalProvenance) -> Option<String> {
-        if self.model_sha256 != stored.model_sha256 {
-            Some("the model file changed".into())
-        } else if self.data_digest != stored.data_digest {
-            Some("the images changed".into())
-        } else if self.tta != stored.tta {
-            Some(format!(
-                "it was evaluated {} test-time augmentation",
-                if stored.tta { "with" } else { "without" }
-            ))
-        } else if self.version != stored.version {
-            Some(format!(
-                "it was evaluated by version {}, this is {}",
-                stored.version, self.version
-            ))
-        } else {
-            None
-        }
-    }
-}
 
 /// What `json` holds.
 enum Stored {

@@ -36,7 +36,7 @@ pub enum ClassifyError {
     #[error(transparent)]
     Data(Box<imagedata::DataError>),
 
-    /// The model could not be rebuilt (spec, weights, VGG16 base).
+    /// The model could not be rebuilt (spec, weights, backbone).
     #[error(transparent)]
     Model(Box<models::ModelError>),
 
@@ -47,6 +47,10 @@ pub enum ClassifyError {
     /// The artifact could not be read.
     #[error(transparent)]
     Artifact(#[from] artifact::ArtifactError),
+
+    /// A stage's shared file could not be read or computed.
+    #[error(transparent)]
+    Stage(Box<stage::StageError>),
 
     /// A tensor operation failed.
     #[error(transparent)]
@@ -73,3 +77,9 @@ impl From<engine::EngineError> for ClassifyError {
 
 /// The crate's result type.
 pub type Result<T, E = ClassifyError> = std::result::Result<T, E>;
+
+impl From<stage::StageError> for ClassifyError {
+    fn from(e: stage::StageError) -> Self {
+        Self::Stage(Box::new(e))
+    }
+}

@@ -4,7 +4,7 @@ use anyhow::{Result, bail};
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand};
 use classify::{Cached, EvalOptions, EvalReport, LoadedModel, PredictOptions};
-use pipeline::DeviceArg;
+use stage::DeviceArg;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -49,8 +49,9 @@ struct ModelArgs {
     /// The model artifact: a stage's output folder or its `model.safetensors`.
     #[arg(long, default_value = "artifacts/small_cnn")]
     model: PathBuf,
-    /// VGG16 weights for VGG16-based models (unset: LITTLEDATA_VGG16_WEIGHTS, then the hf-hub
-    /// cache); must be the file the model was trained with.
+    /// The backbone's weights, for models built on one (unset: its environment variable such
+    /// as LITTLEDATA_VGG16_WEIGHTS, then the hf-hub cache); must be the file the model was
+    /// trained with.
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Average each image's probabilities with its left-right mirror's (test-time
@@ -74,8 +75,8 @@ impl ModelArgs {
     fn load(&self, path: &Path, device: &Device) -> classify::Result<LoadedModel> {
         let model = classify::load_model(path, self.weights.as_deref(), device)?;
         eprintln!("model: {}", model.describe());
-        if let Some(w) = &model.vgg16 {
-            eprintln!("VGG16 weights: {} (from {})", w.path.display(), w.source);
+        if let (Some(w), Some(name)) = (&model.backbone, model.spec.backbone_name()) {
+            eprintln!("{name} weights: {} (from {})", w.path.display(), w.source);
         }
         if !model.interpolation_recorded {
             eprintln!(
@@ -92,6 +93,9 @@ fn print_report(data: &Path, report: &EvalReport) {
     println!("data: {} ({} images)", data.display(), report.samples);
     print!("{}", report.to_text());
 }
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     pipeline::run_main(run)

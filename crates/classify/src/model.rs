@@ -5,14 +5,12 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use imagedata::{Interpolation, TargetSize};
 use models::{
-    MODEL_SPEC_KEY, Model, ModelError, ModelSpec, Network, ResolvedWeights, Vgg16, load_from_spec,
-    resolve_vgg16_weights,
+    Backbone, MODEL_SPEC_KEY, Model, ModelError, ModelSpec, Network, ResolvedWeights,
+    load_from_spec,
 };
+use pipeline::layout::MODEL_FILE;
 
 use crate::error::{ClassifyError, Result};
-
-/// The model file inside a stage's output folder.
-pub const MODEL_FILE: &str = "model.safetensors";
 
 /// The metadata key that marks a training checkpoint (written by the engine).
 const CHECKPOINT_FORMAT_KEY: &str = "engine.format";
@@ -29,8 +27,8 @@ pub struct LoadedModel {
     /// Whether the artifact records the resize filter (older or foreign artifacts do not; the
     /// default, `nearest`, is used then).
     pub interpolation_recorded: bool,
-    /// The VGG16 weights used, for VGG16-based models.
-    pub vgg16: Option<ResolvedWeights>,
+    /// The backbone's weights, for models built on one.
+    pub backbone: Option<ResolvedWeights>,
     /// The network, on preprocessed images `[N, 3, H, W]`.
     pub model: Model,
     /// The device it runs on.
@@ -49,13 +47,17 @@ impl LoadedModel {
         probabilities(&self.model, x, tta)
     }
 
-    /// A one-line description: file, architecture, input size, classes.
+    /// A one-line description: file, architecture (and backbone), input size, classes.
     pub fn describe(&self) -> String {
         let (h, w) = self.spec.target_size;
         format!(
-            "{} ({}, {h}x{w}, {} classes: {})",
+            "{} ({}{}, {h}x{w}, {} classes: {})",
             self.path.display(),
             self.spec.architecture,
+            self.spec
+                .backbone_name()
+                .map(|b| format!(" on {b}"))
+                .unwrap_or_default(),
             self.spec.classes.len(),
             self.spec.classes.join(", ")
         )
@@ -98,9 +100,9 @@ pub fn model_file(path: &Path) -> Result<PathBuf> {
 
 /// Opens the model artifact at `path` (a file, or a stage's folder holding
 /// `model.safetensors`) on `device`: reads its spec and resize filter from the metadata,
-/// resolves the VGG16 weights for VGG16-based models (`weights`, then
-/// `LITTLEDATA_VGG16_WEIGHTS`, then the hf-hub cache; the file's digest must be the one the
-/// model was built with) and loads every weight, checking names and shapes against the spec.
+/// resolves the backbone's weights for models built on one (`weights`, then the backbone's
+/// environment variable, then the hf-hub cache; the file's digest must be the one the model
+/// was built with) and loads every weight, checking names and shapes against the spec.
 pub fn load_model(path: &Path, weights: Option<&Path>, device: &Device) -> Result<LoadedModel> {
     let path = model_file(path)?;
     let meta = artifact::read_metadata(&path)?;
@@ -126,30 +128,30 @@ pub fn load_model(path: &Path, weights: Option<&Path>, device: &Device) -> Resul
         ),
         None => (Interpolation::default(), false),
     };
-    let (vgg16, base) = if spec.architecture.needs_vgg16() {
-        let resolved = resolve_vgg16_weights(weights)?;
-        let expected = spec.vgg16_sha256.clone().unwrap_or_default();
-        if !resolved.sha256.eq_ignore_ascii_case(&expected) {
-            return Err(ModelError::WeightsDigestMismatch {
-                path: resolved.path,
-                expected,
-                found: resolved.sha256,
+    let (resolved, backbone) = match &spec.backbone {
+        Some(expected) => {
+            let resolved = expected.kind.resolve_weights(weights)?;
+            if !resolved.sha256.eq_ignore_ascii_case(&expected.sha256) {
+                return Err(ModelError::WeightsDigestMismatch {
+                    path: resolved.path,
+                    expected: expected.sha256.clone(),
+                    found: resolved.sha256,
+                }
+                .into());
             }
-            .into());
+            let backbone = Backbone::load(expected.kind, &resolved, device)?;
+            (Some(resolved), Some(backbone))
         }
-        let base = Vgg16::load_resolved(&resolved, device)?;
-        (Some(resolved), Some(base))
-    } else {
-        (None, None)
+        None => (None, None),
     };
     let (tensors, _) = artifact::load(&path, device)?;
-    let (model, _) = load_from_spec(&spec, &tensors, &path, base.as_ref(), device)?;
+    let (model, _) = load_from_spec(&spec, &tensors, &path, backbone.as_ref(), device)?;
     Ok(LoadedModel {
         path,
         spec,
         interpolation,
         interpolation_recorded,
-        vgg16,
+        backbone: resolved,
         model,
         device: device.clone(),
     })

@@ -90,6 +90,7 @@ fn weights_of_another_architecture_or_other_classes_are_refused() {
         (SIDE as usize, SIDE as usize),
         Preprocessing::rescale(1.0 / 255.0),
         None,
+        None,
     )
     .unwrap();
     let path = root.join("three.safetensors");
@@ -121,11 +122,15 @@ fn weights_of_another_architecture_or_other_classes_are_refused() {
 
     // A VGG16-based model whose conv base cannot be found.
     let vgg = ModelSpec::new(
-        Architecture::Vgg16Top,
+        Architecture::Top,
         vec!["bright".into(), "dark".into()],
         (SIDE as usize, SIDE as usize),
         Preprocessing::imagenet(),
-        Some("ab".repeat(32)),
+        Some(models::BackboneRef {
+            kind: models::BackboneKind::Vgg16,
+            sha256: "ab".repeat(32),
+        }),
+        Some(models::TopLayers::default()),
     )
     .unwrap();
     let path = root.join("vgg_top.safetensors");
@@ -136,7 +141,7 @@ fn weights_of_another_architecture_or_other_classes_are_refused() {
         &[("LITTLEDATA_VGG16_WEIGHTS", missing.to_str().unwrap())],
     );
     assert!(
-        err.contains("no VGG16 weights found") && err.contains("no-such-vgg16.safetensors"),
+        err.contains("no vgg16 weights found") && err.contains("no-such-vgg16.safetensors"),
         "{err}"
     );
 }

@@ -1,5 +1,5 @@
-//! VGG16-based artifacts (`vgg16_top`, `vgg16_finetune`) through the same commands, with the
-//! pretrained conv base from the shared data folder.
+//! Artifacts built on a pretrained backbone (`top`, `finetune` on VGG16) through the same
+//! commands, with the pretrained conv base from the shared data folder.
 
 mod common;
 
@@ -7,7 +7,7 @@ use candle_core::Device;
 use candle_nn::VarMap;
 use common::*;
 use imagedata::{Interpolation, Limits, Preprocessing, TargetSize};
-use models::{Architecture, ModelSpec, Network, Vgg16};
+use models::{Architecture, Backbone, BackboneKind, BackboneRef, ModelSpec, Network, TopLayers};
 use testkit::cli::{expect_success, output_text};
 
 #[test]
@@ -18,8 +18,8 @@ fn vgg16_models_predict_and_evaluate_from_their_artifacts() {
         return;
     };
     let weights = testkit::shared_weights(&shared);
-    let resolved = models::resolve_vgg16_weights(Some(&weights)).unwrap();
-    let base = Vgg16::load_resolved(&resolved, &Device::Cpu).unwrap();
+    let resolved = BackboneKind::Vgg16.resolve_weights(Some(&weights)).unwrap();
+    let base = Backbone::load(BackboneKind::Vgg16, &resolved, &Device::Cpu).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let (bright, dark) = write_fixture(&root.join("data"));
@@ -33,13 +33,17 @@ fn vgg16_models_predict_and_evaluate_from_their_artifacts() {
         .collect();
     let x = imagedata::images_to_tensor(&loaded, &Preprocessing::imagenet(), &Device::Cpu).unwrap();
 
-    for architecture in [Architecture::Vgg16Top, Architecture::Vgg16Finetune] {
+    for architecture in [Architecture::Top, Architecture::Finetune] {
         let spec = ModelSpec::new(
             architecture,
             vec!["bright".into(), "dark".into()],
             (SIDE as usize, SIDE as usize),
             Preprocessing::imagenet(),
-            Some(resolved.sha256.clone()),
+            Some(BackboneRef {
+                kind: BackboneKind::Vgg16,
+                sha256: resolved.sha256.clone(),
+            }),
+            Some(TopLayers::default()),
         )
         .unwrap();
         let varmap = VarMap::new();
@@ -100,18 +104,22 @@ fn vgg16_models_predict_and_evaluate_from_their_artifacts() {
         let (_, stderr) = output_text(&out);
         assert!(stdout.contains("/7 images)"), "{stdout}");
         assert!(
-            stderr.contains(&format!("({architecture}, 32x32")),
+            stderr.contains(&format!("({architecture} on vgg16, 32x32")),
             "{stderr}"
         );
     }
 
     // Weights other than those the model was built with are refused.
     let spec = ModelSpec::new(
-        Architecture::Vgg16Top,
+        Architecture::Top,
         vec!["bright".into(), "dark".into()],
         (SIDE as usize, SIDE as usize),
         Preprocessing::imagenet(),
-        Some("0".repeat(64)),
+        Some(models::BackboneRef {
+            kind: models::BackboneKind::Vgg16,
+            sha256: "0".repeat(64),
+        }),
+        Some(models::TopLayers::default()),
     )
     .unwrap();
     let path = root.join("other_base.safetensors");

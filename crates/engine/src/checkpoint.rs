@@ -5,15 +5,16 @@
 //! Tensors are stored as `param/{name}` and `optimizer/{name}/{slot}`; the rest is JSON in the
 //! metadata key `engine.state`, next to `engine.format`.
 
-use crate::config::Metric;
 use crate::error::{EngineError, Result};
 use crate::history::History;
 use crate::optim::Optimizer;
 use crate::params::Params;
 use artifact::Metadata;
+use pipeline::Metric;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The value of the `engine.format` metadata key.
@@ -92,7 +93,7 @@ impl RunState {
             best: None,
             early_stopping: None,
             stopped_early: None,
-            dropout_rng: imagedata::rng::stream(seed, "dropout"),
+            dropout_rng: imagedata::rng::stream(seed, imagedata::rng::names::DROPOUT),
         }
     }
 }
@@ -132,6 +133,15 @@ impl RngState {
     }
 }
 
+/// How far the run saved in a checkpoint got: `(epochs finished, whether an epoch was cut
+/// short)`. `None` when there is no checkpoint at `path` or it cannot be read as one (resuming
+/// from it then says why).
+pub fn checkpoint_progress(path: &Path) -> Option<(usize, bool)> {
+    let meta = artifact::read_metadata(path).ok()?;
+    let state: StoredState = serde_json::from_str(meta.get(STATE_KEY)?).ok()?;
+    Some((state.epochs_done, state.partial.is_some()))
+}
+
 /// The JSON stored under `engine.state`.
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredState {
@@ -147,13 +157,65 @@ struct StoredState {
     early_stopping: Option<EarlyStoppingState>,
     stopped_early: Option<usize>,
     history: History,
+    #[serde(default)]
+    run: RunInputs,
 }
 
-/// What identifies a run, checked when resuming.
-pub(crate) struct RunIdentity<'a> {
+/// What a run was made from besides the training loop's own settings: the stage's settings
+/// (less those a resumed run may change, such as the number of epochs) and the digests of its
+/// inputs (data, weights, upstream models), compared when resuming.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunInputs {
+    /// The settings that fix the run, as a JSON object.
+    pub settings: serde_json::Value,
+    /// Input name → digest.
+    pub inputs: BTreeMap<String, String>,
+}
+
+/// Which settings differ between `then` and `now` (`` `mode` was "live", now "view_cache" ``,
+/// up to three keys), or `None` when they are the same.
+fn settings_change(then: &serde_json::Value, now: &serde_json::Value) -> Option<String> {
+    if then == now {
+        return None;
+    }
+    let (Some(a), Some(b)) = (then.as_object(), now.as_object()) else {
+        return Some("its settings changed".into());
+    };
+    let null = serde_json::Value::Null;
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let changed: Vec<String> = keys
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            format!(
+                "`{k}` was {}, now {}",
+                a.get(k).unwrap_or(&null),
+                b.get(k).unwrap_or(&null)
+            )
+        })
+        .collect();
+    let shown = changed
+        .iter()
+        .take(3)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some(if changed.len() > 3 {
+        format!("settings changed: {shown}; and {} more", changed.len() - 3)
+    } else {
+        format!("settings changed: {shown}")
+    })
+}
+
+/// What must match for a checkpoint to be resumed.
+#[derive(Debug, Clone)]
+pub(crate) struct RunIdentity {
     pub seed: u64,
-    pub optimizer: &'a str,
+    pub optimizer: String,
     pub samples_per_epoch: usize,
+    pub run: RunInputs,
 }
 
 /// Writes a checkpoint atomically.
@@ -162,11 +224,11 @@ pub(crate) fn save(
     params: &Params,
     optimizer: &Optimizer,
     state: &RunState,
-    identity: &RunIdentity<'_>,
+    identity: &RunIdentity,
 ) -> Result<()> {
     let stored = StoredState {
         seed: identity.seed,
-        optimizer: identity.optimizer.to_string(),
+        optimizer: identity.optimizer.clone(),
         iterations: optimizer.iterations(),
         trainable: params.trainable().map(|p| p.name.clone()).collect(),
         samples_per_epoch: identity.samples_per_epoch,
@@ -177,6 +239,7 @@ pub(crate) fn save(
         early_stopping: state.early_stopping,
         stopped_early: state.stopped_early,
         history: state.history.clone(),
+        run: identity.run.clone(),
     };
     let json = serde_json::to_string(&stored)
         .map_err(|e| EngineError::checkpoint(path, format!("cannot encode the state: {e}")))?;
@@ -200,7 +263,7 @@ pub(crate) fn load(
     path: &Path,
     params: &Params,
     optimizer: &mut Optimizer,
-    identity: &RunIdentity<'_>,
+    identity: &RunIdentity,
 ) -> Result<RunState> {
     let (tensors, meta) = artifact::load(path, &params.device())?;
     match meta.get(FORMAT_KEY).map(String::as_str) {
@@ -240,6 +303,28 @@ pub(crate) fn load(
                 "it was trained with {}, this run uses {}",
                 stored.optimizer, identity.optimizer
             ),
+        ));
+    }
+    if let Some(changed) = settings_change(&stored.run.settings, &identity.run.settings) {
+        return Err(EngineError::checkpoint(
+            path,
+            format!(
+                "{changed} since it was written (only the number of epochs, early stopping and \
+                 the monitored metric may change)"
+            ),
+        ));
+    }
+    if let Some(name) = identity
+        .run
+        .inputs
+        .iter()
+        .chain(&stored.run.inputs)
+        .map(|(name, _)| name)
+        .find(|name| stored.run.inputs.get(*name) != identity.run.inputs.get(*name))
+    {
+        return Err(EngineError::checkpoint(
+            path,
+            format!("{} since it was written", input_changed(name)),
         ));
     }
     if stored.samples_per_epoch != identity.samples_per_epoch {
@@ -299,6 +384,23 @@ pub(crate) fn load(
         stopped_early: stored.stopped_early,
         dropout_rng,
     })
+}
+
+/// What a changed run input means, in words, for the resume refusal.
+fn input_changed(name: &str) -> String {
+    match name {
+        "train_data" => "the training images changed (it was trained on other images)".into(),
+        "validation_data" => {
+            "the validation images changed (it was validated on other images)".into()
+        }
+        "train_features" | "validation_features" => format!(
+            "the {} features changed (re-extracted, or extracted from other images)",
+            name.trim_end_matches("_features")
+        ),
+        "weights" => "the backbone weights changed".into(),
+        "top_model" => "the top model it started from changed".into(),
+        other => format!("its input `{other}` changed"),
+    }
 }
 
 #[cfg(test)]

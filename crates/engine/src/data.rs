@@ -112,7 +112,8 @@ impl TensorSource {
         let n = self.num_samples() as u32;
         let mut order: Vec<u32> = (0..n).collect();
         if let Some(seed) = self.shuffle_seed {
-            let mut rng = imagedata::rng::substream(seed, "shuffle", epoch as u64);
+            let mut rng =
+                imagedata::rng::substream(seed, imagedata::rng::names::SHUFFLE, epoch as u64);
             order.shuffle(&mut rng);
         }
         order

@@ -98,6 +98,15 @@ pub enum EngineError {
     Tensor(#[from] candle_core::Error),
 }
 
+impl From<imagedata::ConfigError> for EngineError {
+    fn from(e: imagedata::ConfigError) -> Self {
+        Self::Config {
+            key: e.key,
+            reason: e.message,
+        }
+    }
+}
+
 impl EngineError {
     /// Wraps a batch source's own error (for example an image that cannot be decoded).
     pub fn source(error: impl std::error::Error + Send + Sync + 'static) -> Self {

@@ -1,6 +1,7 @@
 //! The per-epoch training history, written as CSV and JSON.
 
 use crate::error::{EngineError, Result};
+use pipeline::Metric;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -20,11 +21,25 @@ pub struct EpochRecord {
     pub val_acc: Option<f64>,
     /// Wall-clock seconds the epoch took, validation included.
     pub seconds: f64,
+    /// Of those, the seconds validation took (absent without validation data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_seconds: Option<f64>,
     /// The learning rate used.
     pub lr: f64,
 }
 
 impl EpochRecord {
+    /// The value of `metric` in this epoch (absent for a validation metric without validation
+    /// data).
+    pub fn metric(&self, metric: Metric) -> Option<f64> {
+        match metric {
+            Metric::Loss => Some(self.loss),
+            Metric::Acc => Some(self.acc),
+            Metric::ValLoss => self.val_loss,
+            Metric::ValAcc => self.val_acc,
+        }
+    }
+
     /// The Keras-style summary: `loss: 0.5123 - acc: 0.7410 - val_loss: 0.4800 - val_acc: 0.7790`.
     pub fn metrics_line(&self) -> String {
         let mut s = format!("loss: {:.4} - acc: {:.4}", self.loss, self.acc);
@@ -46,10 +61,10 @@ pub struct History {
 }
 
 /// The CSV header.
-const CSV_HEADER: &str = "epoch,loss,acc,val_loss,val_acc,seconds,lr";
+const CSV_HEADER: &str = "epoch,loss,acc,val_loss,val_acc,seconds,val_seconds,lr";
 
 impl History {
-    /// The history as CSV (`epoch,loss,acc,val_loss,val_acc,seconds,lr`; missing validation
+    /// The history as CSV (`epoch,loss,acc,val_loss,val_acc,seconds,val_seconds,lr`; missing validation
     /// figures are empty cells). Numbers are written in full precision.
     pub fn to_csv(&self) -> String {
         let mut s = String::from(CSV_HEADER);
@@ -58,13 +73,14 @@ impl History {
         for r in &self.epochs {
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{}",
                 r.epoch,
                 r.loss,
                 r.acc,
                 opt(r.val_loss),
                 opt(r.val_acc),
                 r.seconds,
+                opt(r.val_seconds),
                 r.lr
             );
         }
@@ -111,6 +127,7 @@ mod tests {
             val_loss: val.then_some(0.25),
             val_acc: val.then_some(0.875),
             seconds: 1.5,
+            val_seconds: None,
             lr: 1e-3,
         }
     }
@@ -122,9 +139,9 @@ mod tests {
         };
         assert_eq!(
             h.to_csv(),
-            "epoch,loss,acc,val_loss,val_acc,seconds,lr\n\
-             1,0.5,0.7,0.25,0.875,1.5,0.001\n\
-             2,0.25,0.7,,,1.5,0.001\n"
+            "epoch,loss,acc,val_loss,val_acc,seconds,val_seconds,lr\n\
+             1,0.5,0.7,0.25,0.875,1.5,,0.001\n\
+             2,0.25,0.7,,,1.5,,0.001\n"
         );
         assert_eq!(History::from_json(&h.to_json()).unwrap(), h);
         assert_eq!(

@@ -12,42 +12,47 @@
 //! epoch's weights; early stopping, a stop request ([`Interrupt`], Ctrl-C) and a NaN guard end
 //! runs cleanly. [`render_comparison`] draws several runs' curves side by side. [`evaluate`]
 //! scores a trained network on a source. [`FlowSource`] feeds batches from an image folder
-//! (`imagedata`'s `flow_from_directory`). [`stage`] holds what the
-//! training stages share around [`fit`]: options, freshness, keep-best reload, result files.
+//! (`imagedata`'s `flow_from_directory`).
+//!
+//! [`fit`] is the loop; each of its parts has a module of its own: one epoch's batches
+//! (`epoch`), validation and [`evaluate`] (`evaluate`), keep-best (`keep_best`), early stopping
+//! (`early_stopping`), and the recorder of checkpoints, history and curves (`recorder`).
 
 #![warn(missing_docs)]
 
 mod checkpoint;
-mod config;
 mod data;
+mod early_stopping;
+mod epoch;
 mod error;
+mod evaluate;
+mod fit;
 mod flow_source;
 mod fused;
 mod history;
 mod interrupt;
+mod keep_best;
 mod loss;
 mod optim;
 mod params;
 mod plot;
 mod progress;
-pub mod stage;
-mod train;
+mod recorder;
 mod wrapped;
 
-pub use checkpoint::BestRecord;
-pub use config::{EarlyStopping, Metric, OptimizerConfig, OptimizerKind, OptimizerRule};
+pub use checkpoint::{BestRecord, RunInputs, checkpoint_progress};
 pub use data::{Batch, BatchIter, BatchSource, TensorSource};
 pub use error::{EngineError, Result};
+pub use evaluate::{Evaluation, evaluate};
+pub use fit::{FitConfig, FitOutcome, FitStatus, fit};
 pub use flow_source::{FlowSource, INTERPOLATION_KEY};
 pub use history::{EpochRecord, History};
 pub use interrupt::Interrupt;
 pub use loss::Task;
 pub use optim::Optimizer;
 pub use params::{Param, Params};
+pub use pipeline::{EarlyStopping, Metric, OptimizerConfig, OptimizerKind, OptimizerRule};
 pub use plot::{font_family, render_comparison, render_curves, write_curves};
 pub use progress::Verbosity;
-pub use stage::{
-    FitSummary, Fitted, Schedule, StageDir, StageFit, StageOptions, StageOutcome, fit_keep_best,
-};
-pub use train::{Evaluation, FitConfig, FitOutcome, FitStatus, OutputPaths, evaluate, fit};
+pub use recorder::OutputPaths;
 pub use wrapped::{Wrap, Wrapped};

@@ -14,12 +14,12 @@
 //! State slots (`momentum`, `velocity`, `average_gradient`, Keras' names) start at zero and
 //! exist only for trainable parameters.
 
-use crate::config::OptimizerRule;
 use crate::error::{EngineError, Result};
 use crate::fused::{self, Update2, Update3};
 use crate::params::Params;
 use candle_core::Tensor;
 use candle_core::backprop::GradStore;
+use pipeline::OptimizerRule;
 use std::collections::BTreeMap;
 use std::path::Path;
 

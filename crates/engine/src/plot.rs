@@ -262,6 +262,7 @@ mod tests {
                     val_loss: Some(0.75 / e as f64),
                     val_acc: Some(0.45 + 0.08 * e as f64),
                     seconds: 1.0,
+                    val_seconds: None,
                     lr: 1e-3,
                 })
                 .collect(),
@@ -299,6 +300,7 @@ mod tests {
                     val_loss: Some(1.2 / e as f64),
                     val_acc: Some(acc - 0.05),
                     seconds: 1.0,
+                    val_seconds: None,
                     lr: 1e-3,
                 })
                 .collect(),

@@ -120,6 +120,7 @@ mod tests {
             val_loss: Some(0.48),
             val_acc: Some(0.779),
             seconds: 12.34,
+            val_seconds: None,
             lr: 1e-3,
         };
         assert_eq!(

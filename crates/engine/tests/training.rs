@@ -55,12 +55,22 @@ fn bright_vs_dark_is_learned_and_outputs_are_written() {
     assert_eq!(paths, OutputPaths::new(dir.path()));
     let csv = std::fs::read_to_string(&paths.history_csv).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "epoch,loss,acc,val_loss,val_acc,seconds,lr");
+    assert_eq!(
+        lines[0],
+        "epoch,loss,acc,val_loss,val_acc,seconds,val_seconds,lr"
+    );
     assert_eq!(lines.len(), 5);
     assert!(lines[4].starts_with("4,"));
     assert!(lines[4].ends_with(",0.01"));
     let json = std::fs::read_to_string(&paths.history_json).unwrap();
     assert_eq!(engine::History::from_json(&json).unwrap(), out.history);
+    // Each epoch records the part of its time validation took.
+    for r in &out.history.epochs {
+        let v = r.val_seconds.unwrap();
+        assert!(v > 0.0 && v < r.seconds, "{r:?}");
+    }
+    // Without restore_best the parameters hold the last epoch's weights.
+    assert_eq!(out.weights_epoch, 4);
     let png = image::open(&paths.curves).unwrap();
     assert_eq!((png.width(), png.height()), (1200, 480));
 
@@ -378,6 +388,7 @@ fn fine_tuning_setup_trains_the_top_model_with_a_frozen_layer() {
     let config = models::TopModelConfig {
         feature_shape: (4, 2, 2),
         units: 1,
+        layers: models::TopLayers::default(),
     };
     let top = models::TopModel::new(&vm, config, &mut rng, &Device::Cpu).unwrap();
 
@@ -555,4 +566,34 @@ fn bad_input_gives_clear_errors() {
     .to_string();
     assert!(e.contains("trainable"), "{e}");
     assert_eq!(train.num_batches(), 2);
+}
+
+#[test]
+fn restore_best_leaves_the_best_epochs_weights_in_the_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let vm = VarMap::new();
+    let net = TinyNet::new(&vm, 1, 1, 5);
+    let params = Params::all_trainable(&vm).unwrap();
+    let (mut train, mut val) = bright_dark_sources(96, 32, 16);
+    let mut config = quiet(4, rmsprop(1e-2));
+    config.out_dir = Some(dir.path().to_path_buf());
+    config.keep_best = Some(Metric::ValLoss);
+    config.restore_best = true;
+    let out = fit(&net, &params, &mut train, Some(&mut val), &config).unwrap();
+    let best = out.best.unwrap();
+    assert_eq!(out.weights_epoch, best.epoch);
+    // The parameters score exactly what the best epoch scored.
+    let e = evaluate(&net, &mut val).unwrap();
+    assert!(
+        (e.loss - best.value).abs() < 1e-12,
+        "{} vs {best:?}",
+        e.loss
+    );
+    assert_eq!(bits(&params), {
+        let vm2 = VarMap::new();
+        let _ = TinyNet::new(&vm2, 1, 1, 99);
+        let p2 = Params::all_trainable(&vm2).unwrap();
+        p2.load(&OutputPaths::new(dir.path()).best_weights).unwrap();
+        bits(&p2)
+    });
 }

@@ -1,16 +1,21 @@
-//! `extract`: run the pretrained VGG16 conv base over the training and validation images once
-//! and cache its outputs (bottleneck features) for `train-top`.
+//! `extract`: run the pretrained backbone over the training and validation images once and
+//! cache its features (bottleneck features) for `train-top`.
 
 use anyhow::Result;
 use clap::{Parser, ValueEnum};
-use extract::{ExtractOptions, MergeOptions, Outcome, Shard};
-use pipeline::StageArgs;
+use extract::{ExtractOptions, Outcome};
+use features::{MergeOptions, Shard};
+use stage::StageArgs;
 use std::path::PathBuf;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Writes `<data.artifacts>/bottleneck/{train,validation}.safetensors` (and
-/// `train_augmented.safetensors` with `bottleneck.augmented_views > 0`): VGG16 block-5 features
-/// of every image, with labels, file lists and provenance. Files already up to date with the
-/// images, settings and weights are left alone.
+/// `train_augmented.safetensors` with `bottleneck.augmented_views > 0`): the backbone's
+/// features of every image (`bottleneck.backbone`; VGG16's block-5 output by default), with
+/// labels, file lists and provenance. Files already up to date with the images, settings and
+/// weights are left alone.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -20,8 +25,8 @@ struct Cli {
     action: Option<Action>,
     #[command(flatten)]
     stage: StageArgs,
-    /// VGG16 weights file (overrides `bottleneck.weights`; unset: LITTLEDATA_VGG16_WEIGHTS,
-    /// the hf-hub cache, then a download of timm/vgg16.tv_in1k).
+    /// The backbone's weights file (overrides `bottleneck.weights`; unset: its environment
+    /// variable such as LITTLEDATA_VGG16_WEIGHTS, the hf-hub cache, then a download).
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Compute one contiguous slice only, `i/n` with i from 1 to n, into
@@ -72,7 +77,7 @@ fn run() -> Result<()> {
             anyhow::bail!("merge takes no --shard or --weights: it joins the shards as they are");
         }
         let pipeline = cli.stage.load()?;
-        let report = extract::merge(
+        let report = features::merge(
             &pipeline,
             &MergeOptions {
                 force: cli.stage.force,
@@ -81,13 +86,13 @@ fn run() -> Result<()> {
         )?;
         for f in &report.files {
             let what = match f.outcome {
-                extract::MergeOutcome::Merged => {
+                features::MergeOutcome::Merged => {
                     format!("merged {} shards, {} rows", f.shards, f.rows)
                 }
-                extract::MergeOutcome::UpToDate => {
+                features::MergeOutcome::UpToDate => {
                     format!("up to date with its {} shards", f.shards)
                 }
-                extract::MergeOutcome::NoShards => "no shards; left as it is".to_string(),
+                features::MergeOutcome::NoShards => "no shards; left as it is".to_string(),
             };
             println!("{}: {what} ({})", f.file, f.path.display());
         }
@@ -133,7 +138,7 @@ fn run() -> Result<()> {
         } else {
             0.0
         },
-        pipeline::describe_device(&device),
+        stage::describe_device(&device),
         report.weights.path.display(),
         report.weights.source,
         report.data_seconds,

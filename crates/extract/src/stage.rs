@@ -1,35 +1,32 @@
-//! The `extract` stage: which files are stale, loading the conv base only when something must
+//! The `extract` stage: which files are stale, loading the backbone only when something must
 //! be computed, and the report the binary prints.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use artifact::{Freshness, check_fresh};
 use candle_core::{DType, Device};
 use engine::Interrupt;
-use indicatif::{ProgressBar, ProgressState, ProgressStyle};
-use models::{ResolvedWeights, Vgg16, resolve_vgg16_weights};
-use pipeline::Pipeline;
-
-use crate::data::{Split, SplitData};
-use crate::error::Result;
-use crate::extractor::{Extractor, Job, RunStats, extract_to_file};
-use crate::meta::{
-    ExtractSettings, FEATURES_FORMAT, FeatureFile, FeatureMeta, ShardMeta, ViewSettings,
-    bottleneck_dir, feature_path, features_provenance,
+use features::{
+    ExtractSettings, Extractor, FEATURES_FORMAT, FeatureFile, FeatureMeta, Job, Result, RunStats,
+    Shard, ShardMeta, extract_to_file, feature_path, features_provenance,
 };
-use crate::shard::Shard;
+use imagedata::{Split, SplitData};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
+use models::{Backbone, ResolvedWeights};
+use pipeline::Pipeline;
 
 /// How to run the stage (besides the pipeline file).
 #[derive(Debug, Clone)]
 pub struct ExtractOptions {
-    /// VGG16 weights file (overrides `bottleneck.weights`; unset: the usual resolution).
+    /// The backbone's weights file (overrides `bottleneck.weights`; unset: the usual
+    /// resolution).
     pub weights: Option<PathBuf>,
     /// Compute one slice only.
     pub shard: Option<Shard>,
     /// Recompute even files that are up to date.
     pub force: bool,
-    /// Where the conv base runs.
+    /// Where the backbone runs.
     pub device: Device,
     /// Draw progress bars (on stderr, when it is a terminal).
     pub progress: bool,
@@ -106,31 +103,6 @@ impl ExtractReport {
     }
 }
 
-/// The extraction settings of `file` under `pipeline` (`None` for `train_augmented` when
-/// `bottleneck.augmented_views` is 0).
-pub fn settings_for(pipeline: &Pipeline, file: FeatureFile) -> Option<ExtractSettings> {
-    let b = &pipeline.bottleneck;
-    let views = if file.is_augmented() {
-        if b.augmented_views == 0 {
-            return None;
-        }
-        Some(ViewSettings {
-            count: b.augmented_views,
-            augment: b.augment.clone(),
-            seed: pipeline.data.seed,
-        })
-    } else {
-        None
-    };
-    Some(ExtractSettings {
-        target_size: pipeline.data.target_size,
-        interpolation: pipeline.data.interpolation,
-        preprocessing: b.preprocessing,
-        to_block: Vgg16::BLOCKS,
-        views,
-    })
-}
-
 /// Peak resident memory of this process in bytes (`VmHWM` of `/proc/self/status`; `None`
 /// where that is unavailable).
 pub fn peak_memory_bytes() -> Option<u64> {
@@ -167,14 +139,6 @@ fn progress_bar(show: bool, len: usize, prefix: &str) -> ProgressBar {
     bar
 }
 
-/// The VGG16 weights a stage uses: `explicit` (a `--weights` flag), else
-/// `bottleneck.weights`, else `LITTLEDATA_VGG16_WEIGHTS`, the hf-hub cache, then a download.
-pub fn resolve_weights(pipeline: &Pipeline, explicit: Option<&Path>) -> Result<ResolvedWeights> {
-    Ok(resolve_vgg16_weights(
-        explicit.or(pipeline.bottleneck.weights.as_deref()),
-    )?)
-}
-
 /// Runs the `extract` stage: for `train`, `validation` and (with augmented views)
 /// `train_augmented`, recomputes the features file unless it is up to date with the current
 /// images, settings and weights. With a shard, only that slice of each is computed (into
@@ -182,9 +146,9 @@ pub fn resolve_weights(pipeline: &Pipeline, explicit: Option<&Path>) -> Result<R
 pub fn extract(pipeline: &Pipeline, options: &ExtractOptions) -> Result<ExtractReport> {
     let data_started = Instant::now();
     let (train, validation) = SplitData::scan_pair(&pipeline.data.dir)?;
-    let weights = resolve_weights(pipeline, options.weights.as_deref())?;
+    let weights = pipeline.resolve_weights(options.weights.as_deref())?;
     let data_seconds = data_started.elapsed().as_secs_f64();
-    let dir = bottleneck_dir(&pipeline.data.artifacts);
+    let dir = pipeline.layout().bottleneck();
 
     struct Planned<'a> {
         file: FeatureFile,
@@ -197,7 +161,7 @@ pub fn extract(pipeline: &Pipeline, options: &ExtractOptions) -> Result<ExtractR
     }
     let mut planned = Vec::new();
     for file in FeatureFile::ALL {
-        let Some(settings) = settings_for(pipeline, file) else {
+        let Some(settings) = ExtractSettings::for_file(pipeline, file) else {
             continue;
         };
         let data = match file.split() {
@@ -219,6 +183,7 @@ pub fn extract(pipeline: &Pipeline, options: &ExtractOptions) -> Result<ExtractR
             split: file.split(),
             classes: data.classes.clone(),
             files: data.relative.clone(),
+            holds: settings.describe(),
             settings: settings.clone(),
             weights_sha256: weights.sha256.clone(),
             feature_shape: [c, h, w],
@@ -251,17 +216,26 @@ pub fn extract(pipeline: &Pipeline, options: &ExtractOptions) -> Result<ExtractR
     }
 
     let needs_work = planned.iter().any(|p| p.reason.is_some());
-    let vgg = if needs_work {
-        Some(Vgg16::load_resolved(&weights, &options.device)?)
+    if needs_work {
+        for p in &planned {
+            artifact::remove_stale_temps(&dir, Some(&p.path))?;
+        }
+    }
+    let backbone = if needs_work {
+        Some(Backbone::load(
+            pipeline.bottleneck.backbone,
+            &weights,
+            &options.device,
+        )?)
     } else {
         None
     };
     let mut files = Vec::with_capacity(planned.len());
     for p in planned {
         let rows = p.meta.rows();
-        let outcome = match (&p.reason, &vgg) {
-            (Some(_), Some(vgg)) => {
-                let extractor = Extractor::new(vgg.clone(), p.settings.clone())?;
+        let outcome = match (&p.reason, &backbone) {
+            (Some(_), Some(backbone)) => {
+                let extractor = Extractor::new(backbone.clone(), p.settings.clone())?;
                 let mut metadata = p.meta.to_metadata();
                 metadata.extend(p.provenance.to_metadata());
                 let job = Job {

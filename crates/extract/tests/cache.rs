@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use extract::{ExtractOptions, FeatureFile, FeatureMeta, Outcome, Split};
+use extract::{ExtractOptions, Outcome};
+use features::{FeatureFile, FeatureMeta};
+use imagedata::Split;
 use imagedata::{Interpolation, Preprocessing, TargetSize, load_resized};
 use models::Vgg16;
 use testkit::bytes;
@@ -151,7 +153,7 @@ fn nothing_changed_means_no_work_and_each_change_recomputes_what_it_affects() {
     assert!(extract::extract(&rescale, &o).unwrap().up_to_date());
 
     // Another image size: both files.
-    let bigger = synthetic_pipeline(&f.data, &f.artifacts, &["data.target_size=[64, 64]"]);
+    let bigger = synthetic_pipeline(&f.data, &f.artifacts, &["bottleneck.target_size=[64, 64]"]);
     let r = extract::extract(&bigger, &o).unwrap();
     assert_eq!(written(&r), ["train", "validation"]);
     assert_eq!(load(&train_path).0["features"].dims(), [7, 512, 2, 2]);
@@ -166,7 +168,7 @@ fn nothing_changed_means_no_work_and_each_change_recomputes_what_it_affects() {
     let batch = synthetic_pipeline(
         &f.data,
         &f.artifacts,
-        &["data.target_size=[64, 64]", "bottleneck.batch_size=5"],
+        &["bottleneck.target_size=[64, 64]", "bottleneck.batch_size=5"],
     );
     assert!(extract::extract(&batch, &o).unwrap().up_to_date());
 

@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use candle_core::Device;
-use extract::{ExtractOptions, MergeOptions, MergeOutcome, Outcome, Shard};
+use extract::{ExtractOptions, Outcome};
+use features::{MergeOptions, MergeOutcome, Shard};
 use testkit::fixtures::{load, synthetic_pipeline, write_random_vgg16, write_split};
 use testkit::{bytes, listing};
 
@@ -20,10 +21,11 @@ fn shard(index: usize, count: usize) -> Option<Shard> {
     Some(Shard { index, count })
 }
 
-/// Metadata without the creation time.
+/// Metadata without the creation time and the file digest (which covers the header, creation
+/// time included).
 fn timeless(meta: artifact::Metadata) -> artifact::Metadata {
     meta.into_iter()
-        .filter(|(k, _)| k != artifact::fresh::KEY_CREATED)
+        .filter(|(k, _)| k != artifact::fresh::KEY_CREATED && k != artifact::fresh::KEY_DATA_DIGEST)
         .collect()
 }
 
@@ -66,7 +68,7 @@ fn shards_then_merge_equal_a_single_run() {
     let (s3, _) = load(&sharded.join("bottleneck/train_augmented.shard-3-of-3.safetensors"));
     assert_eq!(s3["features"].dims()[0], 6);
 
-    let report = extract::merge(&p, &MergeOptions::default()).unwrap();
+    let report = features::merge(&p, &MergeOptions::default()).unwrap();
     assert_eq!(report.files.len(), 3);
     assert!(
         report
@@ -99,7 +101,7 @@ fn shards_then_merge_equal_a_single_run() {
             .up_to_date()
     );
     // Merging again finds no shards and leaves the files alone.
-    let again = extract::merge(&p, &MergeOptions::default()).unwrap();
+    let again = features::merge(&p, &MergeOptions::default()).unwrap();
     assert!(
         again
             .files
@@ -121,7 +123,7 @@ fn incomplete_mixed_or_foreign_shard_sets_are_refused() {
     let p = synthetic_pipeline(&data, &artifacts, &[]);
 
     // Nothing at all.
-    let err = extract::merge(&p, &MergeOptions::default())
+    let err = features::merge(&p, &MergeOptions::default())
         .unwrap_err()
         .to_string();
     assert!(
@@ -132,7 +134,7 @@ fn incomplete_mixed_or_foreign_shard_sets_are_refused() {
     // An incomplete set names the missing shard.
     extract::extract(&p, &options(&weights, shard(1, 3))).unwrap();
     extract::extract(&p, &options(&weights, shard(3, 3))).unwrap();
-    let err = extract::merge(&p, &MergeOptions::default())
+    let err = features::merge(&p, &MergeOptions::default())
         .unwrap_err()
         .to_string();
     assert!(
@@ -143,7 +145,7 @@ fn incomplete_mixed_or_foreign_shard_sets_are_refused() {
 
     // Two sets of different counts.
     extract::extract(&p, &options(&weights, shard(1, 2))).unwrap();
-    let err = extract::merge(&p, &MergeOptions::default())
+    let err = features::merge(&p, &MergeOptions::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("of-2, of-3"), "{err}");
@@ -160,7 +162,7 @@ fn incomplete_mixed_or_foreign_shard_sets_are_refused() {
         .save(&victim)
         .unwrap();
     extract::extract(&p, &options(&weights, shard(2, 3))).unwrap();
-    let err = extract::merge(&p, &MergeOptions::default())
+    let err = features::merge(&p, &MergeOptions::default())
         .unwrap_err()
         .to_string();
     assert!(
@@ -176,13 +178,13 @@ fn incomplete_mixed_or_foreign_shard_sets_are_refused() {
         extract::extract(&p, &forced).unwrap();
     }
     let other = synthetic_pipeline(&data, &artifacts, &["data.interpolation=\"bilinear\""]);
-    let err = extract::merge(&other, &MergeOptions::default())
+    let err = features::merge(&other, &MergeOptions::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("other settings"), "{err}");
 
     // A consistent set merges; --keep-shards keeps them.
-    let report = extract::merge(
+    let report = features::merge(
         &p,
         &MergeOptions {
             force: false,
@@ -197,7 +199,7 @@ fn incomplete_mixed_or_foreign_shard_sets_are_refused() {
             .all(|f| f.outcome == MergeOutcome::Merged)
     );
     assert!(bottleneck.join("train.shard-1-of-3.safetensors").exists());
-    let again = extract::merge(&p, &MergeOptions::default()).unwrap();
+    let again = features::merge(&p, &MergeOptions::default()).unwrap();
     assert!(
         again
             .files

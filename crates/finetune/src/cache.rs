@@ -1,18 +1,18 @@
-//! The caches of the frozen blocks' outputs, under `<data.artifacts>/finetune/`.
+//! The caches of the frozen part's outputs, under `<data.artifacts>/finetune/`.
 //!
-//! VGG16 blocks 1–4 never change during fine-tuning, and they are about 90% of the network's
-//! arithmetic, so their outputs are computed once and stored:
+//! The frozen part of the backbone (VGG16: blocks 1–4, about 90% of the network's arithmetic)
+//! never changes during fine-tuning, so its outputs are computed once and stored:
 //!
 //! - `views.safetensors`: `K = finetune.views` augmented views of every training image
-//!   (image-major: row `i·K + v` is view `v` of image `i`), run through blocks 1–4, `features`
-//!   `[N·K, 512, H/16, W/16]` stored as f16, and `labels` `[N·K]`. View `v` of image `i` is the
-//!   transform drawn from `imagedata::rng::substream(seed, extract::VIEWS_STREAM, i << 32 | v)`
+//!   (image-major: row `i·K + v` is view `v` of image `i`), run through the frozen part,
+//!   `features` `[N·K, C, h, w]` stored as f16, and `labels` `[N·K]`. View `v` of image `i` is
+//!   the transform drawn from `imagedata::rng::substream(seed, names::VIEWS, i << 32 | v)`
 //!   with the `[finetune.augment]` settings, so it depends neither on `K` nor on batching.
-//! - `validation_block4.safetensors`: the plain validation images through blocks 1–4, f32.
+//! - `validation_frozen.safetensors`: the plain validation images through the frozen part, f32.
 //!
-//! Both are features files in the format of the `extract` crate (its [`Extractor`] computes
-//! them), with their provenance: the images' content digest, the VGG16 weights digest, the
-//! image size, interpolation, preprocessing, augmentation, view count and seed. A cache made
+//! Both are features files in the format of the `features` crate (its [`Extractor`] computes
+//! them), with their provenance: the images' content digest, the backbone and its weights
+//! digest, the image size, interpolation, preprocessing, augmentation, view count and seed. A cache made
 //! from other data or settings is rebuilt, never reused.
 //!
 //! The view cache is built in parts of [`DEFAULT_PART_IMAGES`] images, each written
@@ -27,58 +27,28 @@ use std::time::Instant;
 use artifact::{Freshness, Provenance, check_fresh};
 use candle_core::{DType, Device, Tensor};
 use engine::Interrupt;
-use extract::{
-    ExtractError, ExtractSettings, Extractor, FEATURES_FORMAT, FeatureFile, FeatureMeta, Job,
-    MergeOptions, RunStats, Shard, ShardMeta, Split, SplitData, ViewSettings, extract_to_file,
-    feature_path, features_provenance, merge_file,
+use features::{
+    ExtractSettings, Extractor, FEATURES_FORMAT, FeatureFile, FeatureMeta, FeaturePart,
+    FeaturesError, Job, MergeOptions, RunStats, Shard, ShardMeta, extract_to_file, feature_path,
+    features_provenance, merge_file,
 };
+use imagedata::{Split, SplitData};
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
-use models::Vgg16;
+use models::Backbone;
 use pipeline::Pipeline;
 
 use crate::error::{FinetuneError, Result};
 
-/// The frozen blocks: VGG16 blocks 1 to this one are cached, the next one is trained.
-pub const FROZEN_BLOCKS: usize = 4;
-
-/// Training images per part of the view cache (at 150×150 and 10 views, a part is about 80 MiB
-/// of f16 and a minute or so of CPU time).
+/// Training images per part of the view cache (at 150×150 and 10 views of VGG16, a part is
+/// about 80 MiB of f16 and a minute or so of CPU time).
 pub const DEFAULT_PART_IMAGES: usize = 100;
-
-/// The stage's output folder, `<artifacts>/finetune`.
-pub fn finetune_dir(artifacts: &Path) -> PathBuf {
-    artifacts.join("finetune")
-}
-
-/// The settings of the view cache under `pipeline`.
-pub fn views_settings(pipeline: &Pipeline) -> ExtractSettings {
-    ExtractSettings {
-        views: Some(ViewSettings {
-            count: pipeline.finetune.views,
-            augment: pipeline.finetune.augment.clone(),
-            seed: pipeline.data.seed,
-        }),
-        ..validation_settings(pipeline)
-    }
-}
-
-/// The settings of the validation cache under `pipeline` (no augmentation).
-pub fn validation_settings(pipeline: &Pipeline) -> ExtractSettings {
-    ExtractSettings {
-        target_size: pipeline.data.target_size,
-        interpolation: pipeline.data.interpolation,
-        preprocessing: pipeline.bottleneck.preprocessing,
-        to_block: FROZEN_BLOCKS,
-        views: None,
-    }
-}
 
 /// Which cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheKind {
     /// Augmented views of the training images (`views.safetensors`).
     Views,
-    /// The plain validation images (`validation_block4.safetensors`).
+    /// The plain validation images (`validation_frozen.safetensors`).
     Validation,
 }
 
@@ -87,7 +57,7 @@ impl CacheKind {
     pub fn file_name(self) -> &'static str {
         match self {
             CacheKind::Views => "views.safetensors",
-            CacheKind::Validation => "validation_block4.safetensors",
+            CacheKind::Validation => "validation_frozen.safetensors",
         }
     }
 
@@ -191,7 +161,7 @@ fn progress_bar(show: bool, len: usize, prefix: &str) -> ProgressBar {
 
 impl<'a> CachePlan<'a> {
     /// The `kind` cache of `pipeline` over `data` (the training split for views, the
-    /// validation split otherwise), for the VGG16 weights with sha256 `weights_sha256`; the
+    /// validation split otherwise), for the backbone weights with sha256 `weights_sha256`; the
     /// view cache is built in parts of `part_images` images.
     pub fn new(
         kind: CacheKind,
@@ -217,8 +187,8 @@ impl<'a> CachePlan<'a> {
             ));
         }
         let settings = match kind {
-            CacheKind::Views => views_settings(pipeline),
-            CacheKind::Validation => validation_settings(pipeline),
+            CacheKind::Views => ExtractSettings::finetune_views(pipeline),
+            CacheKind::Validation => ExtractSettings::plain(pipeline, FeaturePart::Frozen),
         };
         settings.feature_shape()?;
         let parts = match kind {
@@ -230,7 +200,7 @@ impl<'a> CachePlan<'a> {
             settings,
             data,
             weights_sha256: weights_sha256.to_string(),
-            path: finetune_dir(&pipeline.data.artifacts).join(kind.file_name()),
+            path: pipeline.layout().finetune().join(kind.file_name()),
             parts,
             batch_size: pipeline.bottleneck.batch_size,
         })
@@ -246,7 +216,7 @@ impl<'a> CachePlan<'a> {
         &self.path
     }
 
-    /// The extraction settings (blocks 1–4, views, preprocessing, ...).
+    /// The extraction settings (the frozen part, views, preprocessing, ...).
     pub fn settings(&self) -> &ExtractSettings {
         &self.settings
     }
@@ -290,6 +260,7 @@ impl<'a> CachePlan<'a> {
             split: self.data.split,
             classes: self.data.classes.clone(),
             files: self.data.relative.clone(),
+            holds: self.settings.describe(),
             settings: self.settings.clone(),
             weights_sha256: self.weights_sha256.clone(),
             feature_shape: [c, h, w],
@@ -334,9 +305,9 @@ impl<'a> CachePlan<'a> {
         Ok(fresh == Freshness::UpToDate)
     }
 
-    /// The extractor computing this cache's rows with `vgg`.
-    pub fn extractor(&self, vgg: &Vgg16) -> Result<Extractor> {
-        Ok(Extractor::new(vgg.clone(), self.settings.clone())?)
+    /// The extractor computing this cache's rows with `backbone`.
+    pub fn extractor(&self, backbone: &Backbone) -> Result<Extractor> {
+        Ok(Extractor::new(backbone.clone(), self.settings.clone())?)
     }
 
     /// Computes part `index` (1-based) and writes it atomically (a single-part cache is
@@ -378,7 +349,7 @@ impl<'a> CachePlan<'a> {
             interrupt,
         )
         .map_err(|e| match e {
-            ExtractError::Interrupted { .. } => FinetuneError::Interrupted {
+            FeaturesError::Interrupted { .. } => FinetuneError::Interrupted {
                 path: self.path.clone(),
             },
             other => other.into(),
@@ -430,13 +401,13 @@ impl<'a> CachePlan<'a> {
         Ok(())
     }
 
-    /// Builds the cache with `vgg` unless it is up to date: computes the parts not yet
+    /// Builds the cache with `backbone` unless it is up to date: computes the parts not yet
     /// finished (a progress bar when `progress`), merges them into the cache file and removes
     /// the parts. A stop request ends the build after the current batch with
     /// [`FinetuneError::Interrupted`], keeping the finished parts.
     pub fn build(
         &self,
-        vgg: &Vgg16,
+        backbone: &Backbone,
         progress: bool,
         interrupt: Option<&Interrupt>,
     ) -> Result<CacheOutcome> {
@@ -445,7 +416,7 @@ impl<'a> CachePlan<'a> {
         }
         let started = Instant::now();
         self.remove_stale_parts()?;
-        let extractor = self.extractor(vgg)?;
+        let extractor = self.extractor(backbone)?;
         let per_image = self.settings.rows_per_image();
         let mut todo = Vec::new();
         let mut reused_rows = 0;
@@ -495,7 +466,7 @@ impl<'a> CachePlan<'a> {
         }))
     }
 
-    /// Reads the cache onto `device`: `features` `[rows, 512, h, w]` (in its stored dtype) and
+    /// Reads the cache onto `device`: `features` `[rows, C, h, w]` (in its stored dtype) and
     /// `labels` `[rows]` u32, after checking that it is the cache this plan describes.
     pub fn load(&self, device: &Device) -> Result<(Tensor, Tensor)> {
         let bad = |reason: String| FinetuneError::Cache {

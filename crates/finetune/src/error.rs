@@ -1,49 +1,16 @@
-//! The crate's error type: every message names the file involved and, where it helps, the
-//! command that fixes it.
+//! The errors of the fine-tuning caches: every message names the file involved.
 
 use std::path::PathBuf;
 
-/// The hint appended to messages about a missing or unusable top model.
-pub const TOP_HINT: &str = "run `just train-top` first";
-
-/// Everything that can go wrong fine-tuning.
+/// Everything that can go wrong building or reading a cache of the frozen part's outputs.
 #[derive(Debug, thiserror::Error)]
 pub enum FinetuneError {
-    /// There is no trained top model to start from.
-    #[error(
-        "{}: no trained top model; {TOP_HINT} (fine-tuning starts from a trained top model: a \
-         randomly initialised one would wreck the pretrained weights of block 5)",
-        path.display()
-    )]
-    MissingTop {
-        /// Where the top model was expected.
-        path: PathBuf,
-    },
-
-    /// The top model does not fit the data, the settings or the VGG16 weights.
-    #[error("{}: {reason}; {TOP_HINT} (it trains a top model for the current data and settings)", path.display())]
-    TopMismatch {
-        /// The top model file.
-        path: PathBuf,
-        /// What does not match.
-        reason: String,
-    },
-
     /// A cache file cannot be used as it is.
     #[error("{}: {reason}", path.display())]
     Cache {
         /// The cache file.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
-    },
-
-    /// `--resume` was asked for, but the checkpoint belongs to another run.
-    #[error("{}: cannot resume: {reason}; run without --resume to start afresh", path.display())]
-    Resume {
-        /// The file describing the interrupted run.
-        path: PathBuf,
-        /// What differs.
         reason: String,
     },
 
@@ -68,17 +35,9 @@ pub enum FinetuneError {
         path: PathBuf,
     },
 
-    /// Reading the data folders or building a cache failed.
+    /// Extracting or reading the cached features failed.
     #[error(transparent)]
-    Extract(Box<extract::ExtractError>),
-
-    /// Training, or writing its results, failed.
-    #[error(transparent)]
-    Engine(#[from] engine::EngineError),
-
-    /// The model could not be built or its weights loaded.
-    #[error(transparent)]
-    Model(#[from] models::ModelError),
+    Features(Box<features::FeaturesError>),
 
     /// An artifact could not be read or written.
     #[error(transparent)]
@@ -93,9 +52,15 @@ pub enum FinetuneError {
     Tensor(#[from] candle_core::Error),
 }
 
-impl From<extract::ExtractError> for FinetuneError {
-    fn from(e: extract::ExtractError) -> Self {
-        Self::Extract(Box::new(e))
+impl From<features::FeaturesError> for FinetuneError {
+    fn from(e: features::FeaturesError) -> Self {
+        Self::Features(Box::new(e))
+    }
+}
+
+impl From<FinetuneError> for stage::StageError {
+    fn from(e: FinetuneError) -> Self {
+        stage::StageError::other(e)
     }
 }
 

@@ -1,38 +1,36 @@
-//! Live augmentation through the frozen blocks: a batch source that runs VGG16 blocks 1–4 on
-//! every batch of (augmented) images from another source.
+//! Live augmentation through the frozen part: a batch source that runs the backbone's frozen
+//! part on every batch of (augmented) images from another source.
 
 use engine::{Batch, BatchIter, BatchSource, Wrap, Wrapped};
-use models::Vgg16;
+use models::Backbone;
 
-use crate::cache::FROZEN_BLOCKS;
+/// Batches of the frozen part's outputs computed from the image batches `[n, 3, H, W]` of
+/// another source (for example an [`engine::FlowSource`] with live augmentation) by
+/// [`Frozen`]: `FrozenSource::new(images, Frozen(backbone))`.
+pub type FrozenSource<S> = Wrapped<S, Frozen>;
 
-/// Batches of block-4 outputs `[n, 512, H/16, W/16]` computed from the image batches
-/// `[n, 3, H, W]` of another source (for example an [`engine::FlowSource`] with live
-/// augmentation) by [`FrozenBlocks`]: `Block4Source::new(images, FrozenBlocks(vgg))`.
-pub type Block4Source<S> = Wrapped<S, FrozenBlocks>;
-
-/// VGG16 blocks 1–4, run on every batch on the conv base's device.
+/// A backbone's frozen part (VGG16: blocks 1–4), run on every batch on the backbone's device.
 ///
-/// The frozen blocks run outside the autograd graph: their weights are constants, not
-/// variables, and the output is detached, so no gradient and no optimizer state ever
-/// concerns them, and training only differentiates block 5 and the top.
+/// It runs outside the autograd graph: its weights are constants, not variables, and the
+/// output is detached, so no gradient and no optimizer state ever concerns it, and training
+/// only differentiates the tail and the top.
 #[derive(Debug, Clone)]
-pub struct FrozenBlocks(pub Vgg16);
+pub struct Frozen(pub Backbone);
 
-impl<S: BatchSource> Wrap<S> for FrozenBlocks {
+impl<S: BatchSource> Wrap<S> for Frozen {
     fn epoch_from<'a>(
         &'a mut self,
         inner: &'a mut S,
         epoch: usize,
         skip: usize,
     ) -> engine::Result<BatchIter<'a>> {
-        let vgg = &self.0;
+        let backbone = &self.0;
         let batches = inner.epoch_from(epoch, skip)?;
         Ok(Box::new(batches.map(move |batch| {
             let batch = batch?;
-            let x = batch.x.to_device(vgg.device())?;
-            let features = vgg.forward_blocks(&x, 1, FROZEN_BLOCKS)?.detach();
-            let labels = batch.labels.to_device(vgg.device())?;
+            let x = batch.x.to_device(backbone.device())?;
+            let features = backbone.frozen(&x)?.detach();
+            let labels = batch.labels.to_device(backbone.device())?;
             Batch::new(features, labels)
         })))
     }

@@ -102,9 +102,9 @@ impl ImageSet {
     /// Decodes and resizes `files` in parallel (rayon), calling `progress` after each file.
     ///
     /// `labels`, when given, has one entry per file; skipped files drop their label too. With
-    /// [`OnError::Fail`] the first failure (in input order) is returned, together with the
-    /// count of all failures; with [`OnError::Skip`] failures are listed in the report. Fails
-    /// when no image at all could be decoded.
+    /// [`OnError::Fail`] every failure is named in the error (in input order, up to
+    /// [`DataError::LISTED`], then counted); with [`OnError::Skip`] failures are listed in the
+    /// report. Fails when no image at all could be decoded.
     pub fn load(
         files: &[PathBuf],
         labels: Option<&[u32]>,
@@ -136,30 +136,10 @@ impl ImageSet {
             })
             .collect();
         let failures = results.iter().filter(|r| r.is_err()).count();
-        if failures > 0 && options.on_error == OnError::Fail {
-            let first = results
-                .into_iter()
-                .find_map(Result::err)
-                .expect("a failure was counted");
-            return Err(if failures == 1 {
-                first
-            } else {
-                DataError::Undecodable {
-                    count: failures,
-                    first: Box::new(first),
-                }
-            });
-        }
         let ok = total - failures;
-        if ok == 0 {
-            let first = results
-                .into_iter()
-                .find_map(Result::err)
-                .expect("every file failed");
-            return Err(DataError::Undecodable {
-                count: failures,
-                first: Box::new(first),
-            });
+        if (failures > 0 && options.on_error == OnError::Fail) || ok == 0 {
+            let failed = results.into_iter().filter_map(Result::err).collect();
+            return Err(DataError::undecodable(failed));
         }
         let mut pixels = Vec::with_capacity(ok * stride);
         let mut kept_labels = labels.map(|_| Vec::with_capacity(ok));

@@ -95,13 +95,14 @@ pub enum DataError {
         /// What is wrong with it.
         detail: String,
     },
-    /// Some files could not be decoded and the policy is to fail.
-    #[error("{count} file(s) could not be decoded; first: {first}")]
+    /// Some files could not be decoded and the policy is to fail: every failure is named, up to
+    /// [`DataError::LISTED`], then counted.
+    #[error("{count} file(s) could not be decoded:{}", list_failures(failures, *count))]
     Undecodable {
         /// How many files failed.
         count: usize,
-        /// The first failure.
-        first: Box<DataError>,
+        /// The failures in input order, at most [`DataError::LISTED`] of them.
+        failures: Vec<DataError>,
     },
     /// Writing an image (for example with `save_to_dir`) failed.
     #[error("{}: cannot write image: {detail}", path.display())]
@@ -134,9 +135,23 @@ impl DataError {
             | DataError::DecoderPanic { path, .. }
             | DataError::Dataset { path, .. }
             | DataError::Write { path, .. } => Some(path),
-            DataError::Undecodable { first, .. } => first.path(),
+            DataError::Undecodable { failures, .. } => failures.first().and_then(DataError::path),
             DataError::Invalid(_) | DataError::Tensor(_) => None,
         }
+    }
+
+    /// The most undecodable files an error names one by one.
+    pub const LISTED: usize = 20;
+
+    /// An error for `failures` (in input order): the failure itself when there is one, else a
+    /// [`DataError::Undecodable`] naming the first [`DataError::LISTED`] and counting the rest.
+    pub fn undecodable(mut failures: Vec<DataError>) -> Self {
+        if failures.len() == 1 {
+            return failures.remove(0);
+        }
+        let count = failures.len();
+        failures.truncate(Self::LISTED);
+        DataError::Undecodable { count, failures }
     }
 
     /// An I/O error on `path`, mapping "not found" to [`DataError::NotFound`].
@@ -152,6 +167,15 @@ impl DataError {
             }
         }
     }
+}
+
+/// The failures listed one per line, then `and N more` when some were left out.
+fn list_failures(failures: &[DataError], count: usize) -> String {
+    let mut out: String = failures.iter().map(|e| format!("\n  - {e}")).collect();
+    if count > failures.len() {
+        out.push_str(&format!("\n  and {} more", count - failures.len()));
+    }
+    out
 }
 
 /// An invalid configuration value; the message names the offending key.
@@ -177,5 +201,42 @@ impl ConfigError {
     pub fn within(mut self, prefix: &str) -> Self {
         self.key = format!("{prefix}.{}", self.key);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    fn empty(i: usize) -> DataError {
+        DataError::Empty {
+            path: PathBuf::from(format!("img{i}.jpg")),
+        }
+    }
+
+    #[test]
+    fn undecodable_files_are_all_named_up_to_the_cap() {
+        assert!(matches!(
+            DataError::undecodable(vec![empty(0)]),
+            DataError::Empty { .. }
+        ));
+        let five = DataError::undecodable((0..5).map(empty).collect()).to_string();
+        assert!(
+            five.starts_with("5 file(s) could not be decoded:"),
+            "{five}"
+        );
+        for i in 0..5 {
+            assert!(five.contains(&format!("img{i}.jpg: empty file")), "{five}");
+        }
+        assert!(!five.contains("more"), "{five}");
+        let many = DataError::undecodable((0..25).map(empty).collect());
+        let text = many.to_string();
+        assert!(
+            text.contains("img19.jpg") && !text.contains("img20.jpg"),
+            "{text}"
+        );
+        assert!(text.ends_with("and 5 more"), "{text}");
+        assert_eq!(many.path(), Some(Path::new("img0.jpg")));
     }
 }

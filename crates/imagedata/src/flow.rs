@@ -25,7 +25,7 @@ use crate::decode::Limits;
 use crate::error::DataError;
 use crate::folder::ImageFolder;
 use crate::generator::ImageDataGenerator;
-use crate::rng::substream;
+use crate::rng::{names, substream};
 
 /// The format of images written by `save_to_dir`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -434,7 +434,11 @@ fn check_options(generator: &ImageDataGenerator, options: &FlowOptions) -> Resul
 fn order(inner: &FlowInner, epoch: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..inner.set.len()).collect();
     if inner.options.shuffle {
-        order.shuffle(&mut substream(inner.options.seed, "shuffle", epoch as u64));
+        order.shuffle(&mut substream(
+            inner.options.seed,
+            names::SHUFFLE,
+            epoch as u64,
+        ));
     }
     order
 }
@@ -464,7 +468,7 @@ fn make_batch(
         .zip(indices.par_iter())
         .try_for_each(|(dst, &sample)| -> Result<(), DataError> {
             let key = sample_key(epoch, sample);
-            let mut rng = substream(seed, "augment", key);
+            let mut rng = substream(seed, names::AUGMENT, key);
             let transform = generator.random_transform(h, w, &mut rng);
             let src = inner.set.pixels(sample);
             match &inner.options.save_to_dir {

@@ -7,6 +7,7 @@
 //!   [`Preprocessing`], [`Interpolation`], [`ClassMode`], [`TargetSize`]).
 //! - [`resize`]: resizing to `target_size` (nearest or bilinear, SIMD).
 //! - [`folder`]: class folders ([`ImageFolder`]) and their content digest.
+//! - [`split`]: the `train`/`validation` split folders of a data folder ([`SplitData`]).
 //! - [`dataset`]: the in-memory u8 cache ([`ImageSet`]), filled in parallel.
 //! - [`transform`] and [`generator`]: Keras' `ImageDataGenerator` augmentation.
 //! - [`flow`]: `flow` / `flow_from_directory` batches with prefetching and `save_to_dir`.
@@ -52,6 +53,7 @@ pub mod folder;
 pub mod generator;
 pub mod resize;
 pub mod rng;
+pub mod split;
 pub mod transform;
 
 pub use config::{
@@ -65,4 +67,5 @@ pub use flow::{Batch, DirectoryOptions, Epoch, Flow, FlowOptions, SaveFormat, sa
 pub use folder::ImageFolder;
 pub use generator::ImageDataGenerator;
 pub use resize::{fit_within, load_resized, resize_rgb};
+pub use split::{Split, SplitData};
 pub use transform::Transform;

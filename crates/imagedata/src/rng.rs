@@ -8,6 +8,33 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+/// The names of the project's random streams, in one place: a name says what it feeds and no
+/// two uses share one.
+pub mod names {
+    /// The order of the samples in each epoch (`substream(seed, SHUFFLE, epoch)`).
+    pub const SHUFFLE: &str = "shuffle";
+    /// The random transform of sample `i` in epoch `k` (`substream(seed, AUGMENT, k << 32 | i)`).
+    pub const AUGMENT: &str = "augment";
+    /// Dropout masks during training.
+    pub const DROPOUT: &str = "dropout";
+    /// Which cached view of each image an epoch trains on (`substream(seed, VIEW_PICK, epoch)`).
+    pub const VIEW_PICK: &str = "views";
+    /// Augmented views of the bottleneck features and of the fine-tuning cache: view `v` of
+    /// image `i` uses `substream(seed, VIEWS, (i << 32) | v)`.
+    pub const VIEWS: &str = "bottleneck-views";
+    /// The small convnet's initial weights.
+    pub const SMALL_CNN_INIT: &str = "small-cnn-init";
+    /// The top model's initial weights.
+    pub const TOP_INIT: &str = "top-init";
+    /// The initial weights of what fine-tuning adds beyond the pretrained tail and the trained
+    /// top (drawn even when nothing is left to initialise, so that runs stay comparable).
+    pub const FINETUNE_INIT: &str = "finetune-init";
+    /// The k-fold assignment of samples to folds (`substream(seed, KFOLD, class)`).
+    pub const KFOLD: &str = "kfold";
+    /// The draw of files when a split is shuffled.
+    pub const SPLIT: &str = "split";
+}
+
 /// The FNV-1a 64-bit hash of `bytes`.
 fn fnv1a64(bytes: &[u8]) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;

@@ -260,10 +260,15 @@ fn undecodable_files_fail_or_are_listed_by_policy() {
         )
         .unwrap_err();
     match &err {
-        DataError::Undecodable { count, first } => {
+        DataError::Undecodable { count, failures } => {
             assert_eq!(*count, 2);
-            assert!(matches!(**first, DataError::Empty { .. }), "{first}");
-            assert_eq!(first.path().unwrap(), zero);
+            assert!(
+                matches!(failures[0], DataError::Empty { .. }),
+                "{}",
+                failures[0]
+            );
+            assert_eq!(failures[0].path().unwrap(), zero);
+            assert_eq!(failures[1].path().unwrap(), fake);
         }
         other => panic!("expected Undecodable, got {other}"),
     }
@@ -272,6 +277,7 @@ fn undecodable_files_fail_or_are_listed_by_policy() {
         "{err}"
     );
     assert!(err.to_string().contains("cat.9.jpg: empty file"), "{err}");
+    assert!(err.to_string().contains("dog.9.png"), "{err}");
 
     let skip = DirectoryOptions {
         on_error: OnError::Skip,

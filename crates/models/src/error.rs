@@ -62,19 +62,21 @@ pub enum ModelError {
         dtype: String,
     },
 
-    /// No VGG16 weights file could be found by any source.
+    /// No weights file of a backbone could be found by any source.
     #[error(
-        "no VGG16 weights found; tried, in order:{}",
+        "no {backbone} weights found; tried, in order:{}",
         format_attempts(attempts)
     )]
     WeightsNotFound {
+        /// The backbone.
+        backbone: String,
         /// Each source tried, with why it gave no file.
         attempts: Vec<WeightsAttempt>,
     },
 
-    /// A VGG16 weights file differs from the one a model was built with.
+    /// A backbone's weights file differs from the one a model was built with.
     #[error(
-        "VGG16 weights {} have sha256 {found}, but the model was built with weights of sha256 {expected}; pass the same weights file (--weights or LITTLEDATA_VGG16_WEIGHTS)",
+        "the weights {} have sha256 {found}, but the model was built with weights of sha256 {expected}; pass the same weights file (--weights or the backbone's environment variable, such as LITTLEDATA_VGG16_WEIGHTS)",
         path.display()
     )]
     WeightsDigestMismatch {
@@ -86,11 +88,15 @@ pub enum ModelError {
         found: String,
     },
 
-    /// A model needs the VGG16 conv base, but none was given.
-    #[error("a `{architecture}` model needs the VGG16 conv base weights, but none were given")]
-    Vgg16Required {
-        /// The architecture's name.
+    /// A model needs its pretrained backbone, but none was given.
+    #[error(
+        "a `{architecture}` model needs the `{backbone}` backbone weights, but none were given"
+    )]
+    BackboneRequired {
+        /// The architecture.
         architecture: String,
+        /// The backbone it was built on.
+        backbone: String,
     },
 
     /// A model spec is inconsistent or describes something the crate cannot build.

@@ -106,11 +106,6 @@ impl<'a> Params<'a> {
         }
     }
 
-    /// The device parameters are created on.
-    pub(crate) fn device(&self) -> &Device {
-        &self.device
-    }
-
     /// The variable `name`, inserted with value `init` when absent.
     pub(crate) fn get_or_insert(&self, name: &str, init: &Tensor) -> Result<Tensor> {
         {

@@ -12,18 +12,18 @@ use serde::{Deserialize, Serialize};
 
 pub use imagedata::Preprocessing;
 
+use crate::backbone::{Backbone, BackboneKind, Classifier, FinetuneNet, Head};
 use crate::error::{ModelError, Result};
 use crate::layers::Mode;
 use crate::network::{Network, units_for_classes};
 use crate::small_cnn::{SmallCnn, SmallCnnConfig};
-use crate::top::{TopModel, TopModelConfig};
-use crate::vgg16::{Vgg16, Vgg16Classifier, Vgg16Head, Vgg16Top};
+use crate::top::{TopLayers, TopModel, TopModelConfig};
 
 /// The metadata key under which a model artifact stores its [`ModelSpec`] as JSON.
 pub const MODEL_SPEC_KEY: &str = "model_spec";
 
 /// The spec format version this crate writes and reads.
-pub const MODEL_SPEC_VERSION: u32 = 1;
+pub const MODEL_SPEC_VERSION: u32 = 2;
 
 /// Which network a model artifact holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,26 +31,26 @@ pub const MODEL_SPEC_VERSION: u32 = 1;
 pub enum Architecture {
     /// The post's small convnet ([`SmallCnn`]), trained from scratch.
     SmallCnn,
-    /// A [`TopModel`] trained on VGG16 block-5 features; classifying raw images runs the
-    /// pretrained conv base first.
-    Vgg16Top,
-    /// VGG16 with block 5 and the top fine-tuned ([`Vgg16Top`]); blocks 1–4 come from the
-    /// pretrained weights.
-    Vgg16Finetune,
+    /// A [`TopModel`] trained on a pretrained backbone's features; classifying raw images runs
+    /// the backbone first.
+    Top,
+    /// A backbone's tail and the top fine-tuned ([`FinetuneNet`]); the frozen part comes from
+    /// the pretrained weights.
+    Finetune,
 }
 
 impl Architecture {
-    /// The name used in specs and messages (`small_cnn`, `vgg16_top`, `vgg16_finetune`).
+    /// The name used in specs and messages (`small_cnn`, `top`, `finetune`).
     pub fn name(self) -> &'static str {
         match self {
             Architecture::SmallCnn => "small_cnn",
-            Architecture::Vgg16Top => "vgg16_top",
-            Architecture::Vgg16Finetune => "vgg16_finetune",
+            Architecture::Top => "top",
+            Architecture::Finetune => "finetune",
         }
     }
 
-    /// Whether the model needs the pretrained VGG16 conv base.
-    pub fn needs_vgg16(self) -> bool {
+    /// Whether the model needs a pretrained backbone.
+    pub fn needs_backbone(self) -> bool {
         !matches!(self, Architecture::SmallCnn)
     }
 }
@@ -58,6 +58,27 @@ impl Architecture {
 impl fmt::Display for Architecture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// The pretrained backbone a model was built with: which one, and the sha256 of its weights
+/// file (a model only runs with the very weights it was trained on).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackboneRef {
+    /// The backbone.
+    pub kind: BackboneKind,
+    /// The sha256 of its weights file (lowercase hex).
+    pub sha256: String,
+}
+
+impl BackboneRef {
+    /// The reference to a loaded backbone.
+    pub fn of(backbone: &Backbone) -> Self {
+        Self {
+            kind: backbone.kind(),
+            sha256: backbone.sha256().to_string(),
+        }
     }
 }
 
@@ -77,20 +98,25 @@ pub struct ModelSpec {
     pub preprocessing: Preprocessing,
     /// Output units: 1 for two classes (sigmoid), one per class otherwise (softmax).
     pub units: usize,
-    /// sha256 of the VGG16 weights file the model was built with (VGG16-based models).
+    /// The pretrained backbone (models built on one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vgg16_sha256: Option<String>,
+    pub backbone: Option<BackboneRef>,
+    /// The top model's layers (models built on a backbone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top: Option<TopLayers>,
 }
 
 impl ModelSpec {
-    /// A spec for `architecture` with `units` derived from the classes; checked with
+    /// A spec for `architecture` with `units` derived from the classes, built on `backbone`
+    /// with a top of `top` layers (both `None` for the small convnet); checked with
     /// [`ModelSpec::validate`].
     pub fn new(
         architecture: Architecture,
         classes: Vec<String>,
         target_size: (usize, usize),
         preprocessing: Preprocessing,
-        vgg16_sha256: Option<String>,
+        backbone: Option<BackboneRef>,
+        top: Option<TopLayers>,
     ) -> Result<Self> {
         let units =
             units_for_classes(classes.len()).map_err(|e| ModelError::InvalidSpec(e.to_string()))?;
@@ -101,7 +127,8 @@ impl ModelSpec {
             target_size,
             preprocessing,
             units,
-            vgg16_sha256,
+            backbone,
+            top,
         };
         spec.validate()?;
         Ok(spec)
@@ -137,17 +164,18 @@ impl ModelSpec {
             ));
         }
         let (h, w) = self.target_size;
-        let size_ok = match self.architecture {
-            Architecture::SmallCnn => SmallCnn::feature_shape(self.target_size).is_some(),
-            Architecture::Vgg16Top | Architecture::Vgg16Finetune => {
-                Vgg16::output_shape(self.target_size, Vgg16::BLOCKS).is_some()
-            }
+        let (size_ok, min) = match (self.architecture, &self.backbone) {
+            (Architecture::SmallCnn, _) => (
+                SmallCnn::feature_shape(self.target_size).is_some(),
+                SmallCnn::MIN_INPUT,
+            ),
+            (_, Some(b)) => (
+                b.kind.feature_shape(self.target_size).is_some(),
+                b.kind.min_input(),
+            ),
+            (_, None) => (true, 0),
         };
         if !size_ok {
-            let min = match self.architecture {
-                Architecture::SmallCnn => SmallCnn::MIN_INPUT,
-                _ => Vgg16::MIN_INPUT,
-            };
             return bad(format!(
                 "target size {h}×{w} is too small for `{}` (at least {min}×{min})",
                 self.architecture
@@ -156,17 +184,44 @@ impl ModelSpec {
         self.preprocessing
             .validate()
             .map_err(|e| ModelError::InvalidSpec(format!("preprocessing.{e}")))?;
-        match (&self.vgg16_sha256, self.architecture.needs_vgg16()) {
+        let needs = self.architecture.needs_backbone();
+        match (&self.backbone, needs) {
+            (None, true) => {
+                return bad(format!("a `{}` spec needs a backbone", self.architecture));
+            }
+            (Some(_), false) => {
+                return bad(format!(
+                    "a `{}` spec has no use for a backbone",
+                    self.architecture
+                ));
+            }
+            (Some(b), true)
+                if b.sha256.len() != 64 || !b.sha256.bytes().all(|c| c.is_ascii_hexdigit()) =>
+            {
+                return bad(format!(
+                    "`{}` is not a sha256 digest (64 hex digits)",
+                    b.sha256
+                ));
+            }
+            (Some(b), true)
+                if self.architecture == Architecture::Finetune
+                    && b.kind.finetune_split().is_none() =>
+            {
+                return bad(b.kind.finetune_unsupported().to_string());
+            }
+            _ => {}
+        }
+        match (&self.top, needs) {
             (None, true) => bad(format!(
-                "a `{}` spec needs the VGG16 weights digest",
+                "a `{}` spec needs its top layers",
                 self.architecture
             )),
             (Some(_), false) => bad(format!(
-                "a `{}` spec has no use for a VGG16 weights digest",
+                "a `{}` spec has no use for top layers",
                 self.architecture
             )),
-            (Some(d), true) if d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                bad(format!("`{d}` is not a sha256 digest (64 hex digits)"))
+            (Some(t), true) if !(0.0..1.0).contains(&t.dropout) => {
+                bad(format!("top dropout {} is not in [0, 1)", t.dropout))
             }
             _ => Ok(()),
         }
@@ -177,13 +232,26 @@ impl ModelSpec {
         self.units == 1
     }
 
-    /// The feature shape `(C, h, w)` the top model of a VGG16-based spec sees (block-5
-    /// output), `None` for the small convnet.
+    /// The feature shape `(C, h, w)` the top model sees (the backbone's features), `None` for
+    /// the small convnet.
     pub fn top_feature_shape(&self) -> Option<(usize, usize, usize)> {
-        match self.architecture {
-            Architecture::SmallCnn => None,
-            _ => Vgg16::output_shape(self.target_size, Vgg16::BLOCKS),
-        }
+        self.backbone
+            .as_ref()
+            .and_then(|b| b.kind.feature_shape(self.target_size))
+    }
+
+    /// The backbone's name, for models built on one.
+    pub fn backbone_name(&self) -> Option<&'static str> {
+        self.backbone.as_ref().map(|b| b.kind.name())
+    }
+
+    /// The top model's configuration, for models built on a backbone.
+    pub fn top_config(&self) -> Option<TopModelConfig> {
+        Some(TopModelConfig {
+            feature_shape: self.top_feature_shape()?,
+            units: self.units,
+            layers: self.top?,
+        })
     }
 
     /// The spec as JSON.
@@ -218,22 +286,22 @@ impl ModelSpec {
 pub enum Model {
     /// The small convnet.
     SmallCnn(SmallCnn),
-    /// The VGG16 conv base with a top model or a fine-tuned block 5 + top.
-    Vgg16(Vgg16Classifier),
+    /// A pretrained backbone with a top model or a fine-tuned tail + top.
+    Pretrained(Classifier),
 }
 
 impl Network for Model {
     fn forward_t(&self, x: &Tensor, mode: &mut Mode<'_>) -> candle_core::Result<Tensor> {
         match self {
             Model::SmallCnn(m) => m.forward_t(x, mode),
-            Model::Vgg16(m) => m.forward_t(x, mode),
+            Model::Pretrained(m) => m.forward_t(x, mode),
         }
     }
 
     fn output_units(&self) -> usize {
         match self {
             Model::SmallCnn(m) => m.output_units(),
-            Model::Vgg16(m) => m.output_units(),
+            Model::Pretrained(m) => m.output_units(),
         }
     }
 }
@@ -246,16 +314,16 @@ const PLACEHOLDER_SEED: u64 = 0;
 /// parameters in `varmap` (freshly initialised unless already there; load trained weights
 /// with [`load_varmap`], or use [`load_from_spec`]).
 ///
-/// VGG16-based specs need the conv base `vgg16`, whose digest must equal the spec's.
+/// Specs built on a backbone need it loaded (`backbone`), with the digest the spec records.
 pub fn build_from_spec(
     spec: &ModelSpec,
     varmap: &VarMap,
-    vgg16: Option<&Vgg16>,
+    backbone: Option<&Backbone>,
     device: &Device,
 ) -> Result<Model> {
     spec.validate()?;
     let mut rng = ChaCha8Rng::seed_from_u64(PLACEHOLDER_SEED);
-    if spec.architecture == Architecture::SmallCnn {
+    let (Some(expected), Some(top)) = (&spec.backbone, spec.top_config()) else {
         let config = SmallCnnConfig {
             input_size: spec.target_size,
             units: spec.units,
@@ -263,43 +331,36 @@ pub fn build_from_spec(
         return Ok(Model::SmallCnn(SmallCnn::new(
             varmap, config, &mut rng, device,
         )?));
-    }
-    let base = vgg16.ok_or_else(|| ModelError::Vgg16Required {
+    };
+    let backbone = backbone.ok_or_else(|| ModelError::BackboneRequired {
         architecture: spec.architecture.name().to_string(),
+        backbone: expected.kind.name().to_string(),
     })?;
-    let expected = spec.vgg16_sha256.as_deref().unwrap_or_default();
-    if !base.sha256().eq_ignore_ascii_case(expected) {
+    if backbone.kind() != expected.kind {
+        return Err(ModelError::InvalidSpec(format!(
+            "the model was built on `{}`, the backbone given is `{}`",
+            expected.kind,
+            backbone.kind()
+        )));
+    }
+    if !backbone.sha256().eq_ignore_ascii_case(&expected.sha256) {
         return Err(ModelError::WeightsDigestMismatch {
-            path: base.path().to_path_buf(),
-            expected: expected.to_string(),
-            found: base.sha256().to_string(),
+            path: backbone.path().to_path_buf(),
+            expected: expected.sha256.clone(),
+            found: backbone.sha256().to_string(),
         });
     }
     let head = match spec.architecture {
-        Architecture::Vgg16Top => {
-            let feature_shape = spec
-                .top_feature_shape()
-                .ok_or_else(|| ModelError::InvalidSpec("target size too small for VGG16".into()))?;
-            Vgg16Head::Top(TopModel::new(
-                varmap,
-                TopModelConfig {
-                    feature_shape,
-                    units: spec.units,
-                },
-                &mut rng,
-                device,
-            )?)
+        Architecture::Finetune => {
+            let tail = backbone.tail(varmap, device)?;
+            Head::Finetune(FinetuneNet::new(
+                tail,
+                TopModel::new(varmap, top, &mut rng, device)?,
+            ))
         }
-        _ => Vgg16Head::Finetune(Vgg16Top::new(
-            varmap,
-            base,
-            spec.target_size,
-            spec.units,
-            &mut rng,
-            device,
-        )?),
+        _ => Head::Top(TopModel::new(varmap, top, &mut rng, device)?),
     };
-    Ok(Model::Vgg16(Vgg16Classifier::new(base.clone(), head)))
+    Ok(Model::Pretrained(Classifier::new(backbone.clone(), head)))
 }
 
 /// Sets every variable of `varmap` whose name starts with `prefix` (all of them for `""`)
@@ -362,11 +423,11 @@ pub fn load_from_spec(
     spec: &ModelSpec,
     tensors: &BTreeMap<String, Tensor>,
     origin: &Path,
-    vgg16: Option<&Vgg16>,
+    backbone: Option<&Backbone>,
     device: &Device,
 ) -> Result<(Model, VarMap)> {
     let varmap = VarMap::new();
-    let model = build_from_spec(spec, &varmap, vgg16, device)?;
+    let model = build_from_spec(spec, &varmap, backbone, device)?;
     load_varmap(&varmap, tensors, origin, "")?;
     Ok((model, varmap))
 }

@@ -1,43 +1,65 @@
-//! The top model trained on VGG16 features.
+//! The top model trained on a backbone's features.
 
 use candle_core::{Device, Tensor};
 use candle_nn::{Linear, VarMap};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::layers::{self, Mode, Params};
 use crate::network::Network;
 
+/// The layers of a [`TopModel`] besides its input and output sizes (`[top]` in a pipeline
+/// file; stored in model specs).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopLayers {
+    /// Units of the hidden dense layer (0: none, the top is one linear layer).
+    pub hidden_units: usize,
+    /// Dropout rate before the output layer, in [0, 1).
+    pub dropout: f32,
+}
+
+impl Default for TopLayers {
+    /// The post's: Dense 256, Dropout 0.5.
+    fn default() -> Self {
+        Self {
+            hidden_units: 256,
+            dropout: 0.5,
+        }
+    }
+}
+
 /// The shape of a [`TopModel`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TopModelConfig {
     /// The shape `(C, h, w)` of one input feature map (for VGG16 block 5 on 150×150 images,
-    /// `(512, 4, 4)`).
+    /// `(512, 4, 4)`; pooled features are `(C, 1, 1)`).
     pub feature_shape: (usize, usize, usize),
     /// Output units: 1 for two classes, one per class for three or more.
     pub units: usize,
+    /// The hidden layer and dropout.
+    pub layers: TopLayers,
 }
 
 /// The post's top model: Flatten → Dense 256 → ReLU → Dropout 0.5 → Dense `units` (logits),
-/// on feature maps `[N, C, h, w]` (already flat `[N, C·h·w]` input is accepted too).
+/// on feature maps `[N, C, h, w]` (already flat `[N, C·h·w]` input is accepted too). Without a
+/// hidden layer ([`TopLayers::hidden_units`] = 0) it is Flatten → Dropout → Dense `units`.
 ///
-/// Parameters live in a [`VarMap`] as `top.dense1` and `top.dense2` (`.weight` `[out, in]`,
-/// `.bias`), the same names whether the model is trained alone on cached features or as the
-/// head of [`crate::Vgg16Top`], so a trained top model initialises fine-tuning by name.
+/// Parameters live in a [`VarMap`] as `top.dense1` (the hidden layer) and `top.dense2` (the
+/// output layer) (`.weight` `[out, in]`, `.bias`), the same names whether the model is trained
+/// alone on cached features or as the head of [`crate::FinetuneNet`], so a trained top model
+/// initialises fine-tuning by name.
 #[derive(Debug, Clone)]
 pub struct TopModel {
     config: TopModelConfig,
-    dense1: Linear,
+    dense1: Option<Linear>,
     dense2: Linear,
 }
 
 impl TopModel {
     /// The prefix of the top model's parameter names.
     pub const PREFIX: &'static str = "top";
-    /// Units of the hidden dense layer.
-    pub const HIDDEN: usize = 256;
-    /// Dropout rate before the last layer.
-    pub const DROPOUT: f32 = 0.5;
 
     /// Builds the top model in `varmap` on `device`, with Keras' default initialisers
     /// (`glorot_uniform` weights drawn from `rng`, zero biases). Parameters already in the map
@@ -60,16 +82,33 @@ impl TopModel {
                 "the top model needs at least one output unit".into(),
             ));
         }
+        let TopLayers {
+            hidden_units,
+            dropout,
+        } = config.layers;
+        if !(0.0..1.0).contains(&dropout) {
+            return Err(ModelError::InvalidConfig(format!(
+                "the top model's dropout must be in [0, 1), got {dropout}"
+            )));
+        }
         let params = Params::new(varmap, device);
-        let dense1 = params.dense(
-            &format!("{}.dense1", Self::PREFIX),
-            c * h * w,
-            Self::HIDDEN,
-            rng,
-        )?;
+        let dense1 = (hidden_units > 0)
+            .then(|| {
+                params.dense(
+                    &format!("{}.dense1", Self::PREFIX),
+                    c * h * w,
+                    hidden_units,
+                    rng,
+                )
+            })
+            .transpose()?;
         let dense2 = params.dense(
             &format!("{}.dense2", Self::PREFIX),
-            Self::HIDDEN,
+            if hidden_units > 0 {
+                hidden_units
+            } else {
+                c * h * w
+            },
             config.units,
             rng,
         )?;
@@ -107,9 +146,11 @@ impl Network for TopModel {
                 x.dims()
             );
         }
-        let x = x.flatten_from(1)?;
-        let x = layers::dense(&self.dense1, &x)?.relu()?;
-        let x = layers::dropout(&x, Self::DROPOUT, mode)?;
+        let mut x = x.flatten_from(1)?;
+        if let Some(dense1) = &self.dense1 {
+            x = layers::dense(dense1, &x)?.relu()?;
+        }
+        let x = layers::dropout(&x, self.config.layers.dropout, mode)?;
         layers::dense(&self.dense2, &x)
     }
 

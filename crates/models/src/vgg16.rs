@@ -1,5 +1,5 @@
-//! The VGG16 conv base (torchvision layout and tensor names), its fine-tuning head, and the
-//! full classifier.
+//! The VGG16 conv base (torchvision layout and tensor names) and its block 5 as the tail
+//! fine-tuning trains.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -7,13 +7,10 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use rand_chacha::ChaCha8Rng;
 
 use crate::error::{ModelError, Result};
-use crate::layers::{self, ConvLayer, Mode, Params};
-use crate::network::Network;
+use crate::layers::{self, ConvLayer, Params};
 use crate::safetensors_io;
-use crate::top::{TopModel, TopModelConfig};
 use crate::weights::ResolvedWeights;
 
 /// Indices of the 13 convolutions in torchvision's `vgg16().features` (and timm's
@@ -67,7 +64,7 @@ pub fn vgg16_tensor_specs() -> Vec<(String, Vec<usize>)> {
 /// blocks, each ending with a 2×2 max-pool, on NCHW RGB input of at least 32×32.
 ///
 /// The weights are constants (not variables): gradients never flow into them. Fine-tuning
-/// trains block 5 as variables of a [`Vgg16Top`], initialised from this base.
+/// trains block 5 as variables of a [`Vgg16Block5`], initialised from this base.
 #[derive(Debug, Clone)]
 pub struct Vgg16 {
     layers: Vec<ConvLayer>,
@@ -253,44 +250,25 @@ fn run_blocks(
     Ok(h)
 }
 
-/// VGG16 block 5 followed by the top model: the network fine-tuning trains, on block-4
-/// outputs `[N, 512, H/16, W/16]`.
+/// VGG16 block 5 as variables: the tail fine-tuning trains, on block-4 outputs
+/// `[N, 512, H/16, W/16]`, giving block-5 outputs `[N, 512, H/32, W/32]`.
 ///
-/// Block 5's parameters are variables named as in torchvision (`features.24`, `features.26`,
-/// `features.28`), initialised from the pretrained base; the top's are `top.dense1`,
-/// `top.dense2` (see [`TopModel`]), so a trained top model's weights load by name.
-///
-/// This is the network of the `vgg16_finetune` architecture; the `vgg16_top` architecture is a
-/// plain [`TopModel`] on block-5 features.
+/// Its parameters are named as in torchvision (`features.24`, `features.26`, `features.28`)
+/// and initialised from the pretrained base.
 #[derive(Debug, Clone)]
-pub struct Vgg16Top {
-    input_size: (usize, usize),
-    block5: Vec<ConvLayer>,
-    top: TopModel,
+pub struct Vgg16Block5 {
+    layers: Vec<ConvLayer>,
 }
 
-impl Vgg16Top {
-    /// Builds block 5 (from `base`'s weights) and a top model (glorot weights from `rng`,
-    /// zero biases) in `varmap` on `device`, for images of `input_size` `(height, width)`.
-    /// Parameters already in the map keep their values.
-    pub fn new(
-        varmap: &VarMap,
-        base: &Vgg16,
-        input_size: (usize, usize),
-        units: usize,
-        rng: &mut ChaCha8Rng,
-        device: &Device,
-    ) -> Result<Self> {
-        let feature_shape = Vgg16::output_shape(input_size, Vgg16::BLOCKS).ok_or_else(|| {
-            ModelError::InvalidConfig(format!(
-                "a {}×{} input is too small for VGG16 (at least {m}×{m})",
-                input_size.0,
-                input_size.1,
-                m = Vgg16::MIN_INPUT
-            ))
-        })?;
+impl Vgg16Block5 {
+    /// The blocks fine-tuning keeps frozen (1 to this one).
+    pub const FROZEN_BLOCKS: usize = 4;
+
+    /// Block 5 as variables of `varmap` on `device`, initialised from `base` (values already
+    /// in the map are kept).
+    pub fn new(varmap: &VarMap, base: &Vgg16, device: &Device) -> Result<Self> {
         let params = Params::new(varmap, device);
-        let block5 = BLOCK_LAYERS[4]
+        let layers = BLOCK_LAYERS[4]
             .clone()
             .map(|l| {
                 let weight =
@@ -303,99 +281,20 @@ impl Vgg16Top {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let top = TopModel::new(
-            varmap,
-            TopModelConfig {
-                feature_shape,
-                units,
-            },
-            rng,
-            params.device(),
-        )?;
-        Ok(Self {
-            input_size,
-            block5,
-            top,
-        })
+        Ok(Self { layers })
     }
 
     /// Names of block 5's parameters (`features.{24,26,28}.{weight,bias}`).
-    pub fn block5_param_names() -> Vec<String> {
+    pub fn param_names() -> Vec<String> {
         BLOCK_LAYERS[4]
             .clone()
             .flat_map(|l| [tensor_name(l, false), tensor_name(l, true)])
             .collect()
     }
 
-    /// The top model.
-    pub fn top(&self) -> &TopModel {
-        &self.top
-    }
-
-    /// The image size `(height, width)` the network was built for.
-    pub fn input_size(&self) -> (usize, usize) {
-        self.input_size
-    }
-}
-
-impl Network for Vgg16Top {
-    fn forward_t(&self, x: &Tensor, mode: &mut Mode<'_>) -> candle_core::Result<Tensor> {
-        let h = run_blocks(&self.block5, BLOCK_LAYERS[4].start, x, 5, 5)?;
-        self.top.forward_t(&h, mode)
-    }
-
-    fn output_units(&self) -> usize {
-        self.top.output_units()
-    }
-}
-
-/// What a [`Vgg16Classifier`] runs after the frozen conv base.
-#[derive(Debug, Clone)]
-pub enum Vgg16Head {
-    /// A top model on block-5 features (the base runs blocks 1–5).
-    Top(TopModel),
-    /// A fine-tuned block 5 + top model on block-4 outputs (the base runs blocks 1–4).
-    Finetune(Vgg16Top),
-}
-
-/// A classifier on raw (preprocessed) images `[N, 3, H, W]`: the frozen VGG16 conv base
-/// followed by a [`Vgg16Head`].
-#[derive(Debug, Clone)]
-pub struct Vgg16Classifier {
-    base: Vgg16,
-    head: Vgg16Head,
-}
-
-impl Vgg16Classifier {
-    /// The conv base followed by `head`.
-    pub fn new(base: Vgg16, head: Vgg16Head) -> Self {
-        Self { base, head }
-    }
-
-    /// The conv base.
-    pub fn base(&self) -> &Vgg16 {
-        &self.base
-    }
-
-    /// The head.
-    pub fn head(&self) -> &Vgg16Head {
-        &self.head
-    }
-}
-
-impl Network for Vgg16Classifier {
-    fn forward_t(&self, x: &Tensor, mode: &mut Mode<'_>) -> candle_core::Result<Tensor> {
-        match &self.head {
-            Vgg16Head::Top(top) => top.forward_t(&self.base.forward_blocks(x, 1, 5)?, mode),
-            Vgg16Head::Finetune(head) => head.forward_t(&self.base.forward_blocks(x, 1, 4)?, mode),
-        }
-    }
-
-    fn output_units(&self) -> usize {
-        match &self.head {
-            Vgg16Head::Top(top) => top.output_units(),
-            Vgg16Head::Finetune(head) => head.output_units(),
-        }
+    /// Block 5 on block-4 outputs.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        run_blocks(&self.layers, BLOCK_LAYERS[4].start, x, 5, 5)
     }
 }
 

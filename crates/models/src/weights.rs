@@ -1,5 +1,6 @@
-//! Finding the pretrained VGG16 weights: `--weights PATH`, then the environment variable
-//! [`VGG16_WEIGHTS_ENV`], then the Hugging Face hub cache, then a download with hf-hub.
+//! Finding a backbone's pretrained weights: `--weights PATH` (or the pipeline's
+//! `bottleneck.weights`), then the backbone's environment variable (`LITTLEDATA_VGG16_WEIGHTS`,
+//! ...), then the Hugging Face hub cache, then a download with hf-hub.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -10,20 +11,26 @@ use hf_hub::api::sync::ApiBuilder;
 
 use crate::error::{ModelError, Result, WeightsAttempt};
 
-/// The environment variable naming a VGG16 weights file.
-pub const VGG16_WEIGHTS_ENV: &str = "LITTLEDATA_VGG16_WEIGHTS";
-/// The Hugging Face hub repository with torchvision's ImageNet VGG16 (same tensor names).
-pub const VGG16_HUB_REPO: &str = "timm/vgg16.tv_in1k";
-/// The weights file in [`VGG16_HUB_REPO`].
-pub const VGG16_HUB_FILE: &str = "model.safetensors";
+/// Where a backbone's weights are looked for besides an explicit path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightsLocation {
+    /// The backbone's name, for messages.
+    pub backbone: &'static str,
+    /// The environment variable naming a weights file (`LITTLEDATA_VGG16_WEIGHTS`).
+    pub env_var: &'static str,
+    /// The Hugging Face hub repository (`timm/vgg16.tv_in1k`).
+    pub hub_repo: &'static str,
+    /// The weights file in it (`model.safetensors`).
+    pub hub_file: &'static str,
+}
 
 /// Where resolved weights came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightsSource {
     /// The path given explicitly (`--weights`).
     Explicit,
-    /// The path in [`VGG16_WEIGHTS_ENV`].
-    EnvVar,
+    /// The path in the backbone's environment variable.
+    EnvVar(&'static str),
     /// The Hugging Face hub cache.
     HubCache,
     /// A download from the Hugging Face hub (now in its cache).
@@ -34,14 +41,14 @@ impl fmt::Display for WeightsSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             WeightsSource::Explicit => "--weights",
-            WeightsSource::EnvVar => VGG16_WEIGHTS_ENV,
+            WeightsSource::EnvVar(var) => var,
             WeightsSource::HubCache => "hf-hub cache",
             WeightsSource::Download => "hf-hub download",
         })
     }
 }
 
-/// A VGG16 weights file found by [`WeightsResolver::resolve`].
+/// A weights file found by [`WeightsResolver::resolve`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedWeights {
     /// The file.
@@ -57,9 +64,12 @@ pub struct ResolvedWeights {
 /// resolution stops there with an error rather than falling back to another file.
 #[derive(Debug, Clone)]
 pub struct WeightsResolver {
+    /// Where the weights are looked for.
+    pub location: WeightsLocation,
     /// The path given with `--weights`, if any.
     pub explicit: Option<PathBuf>,
-    /// The value of [`VGG16_WEIGHTS_ENV`], if set (an empty value counts as unset).
+    /// The value of the location's environment variable, if set (an empty value counts as
+    /// unset).
     pub env_value: Option<OsString>,
     /// The hf-hub cache folder (`$HF_HOME/hub` or `~/.cache/huggingface/hub`), if one is known.
     pub hub_cache: Option<PathBuf>,
@@ -72,10 +82,10 @@ pub struct WeightsResolver {
 }
 
 impl WeightsResolver {
-    /// The resolver of the stages: `explicit` from `--weights`, the environment variable, the
-    /// hf-hub cache where hf-hub puts it (`$HF_HOME/hub`, else `$HOME/.cache/huggingface/hub`),
-    /// and downloads enabled with a progress bar.
-    pub fn from_env(explicit: Option<&Path>) -> Self {
+    /// The resolver of the stages for `location`: `explicit` from `--weights`, the
+    /// environment variable, the hf-hub cache where hf-hub puts it (`$HF_HOME/hub`, else
+    /// `$HOME/.cache/huggingface/hub`), and downloads enabled with a progress bar.
+    pub fn from_env(location: WeightsLocation, explicit: Option<&Path>) -> Self {
         let hub_cache = match (std::env::var_os("HF_HOME"), std::env::var_os("HOME")) {
             (Some(hf_home), _) if !hf_home.is_empty() => Some(PathBuf::from(hf_home).join("hub")),
             (_, Some(home)) if !home.is_empty() => Some(
@@ -87,8 +97,9 @@ impl WeightsResolver {
             _ => None,
         };
         Self {
+            location,
             explicit: explicit.map(Path::to_path_buf),
-            env_value: std::env::var_os(VGG16_WEIGHTS_ENV).filter(|v| !v.is_empty()),
+            env_value: std::env::var_os(location.env_var).filter(|v| !v.is_empty()),
             hub_cache,
             download: true,
             progress: true,
@@ -99,6 +110,12 @@ impl WeightsResolver {
     /// Finds the weights file and computes its sha256, trying each source in order. When none
     /// gives a file, the error lists every source tried and why it failed.
     pub fn resolve(&self) -> Result<ResolvedWeights> {
+        let WeightsLocation {
+            env_var,
+            hub_repo,
+            hub_file,
+            ..
+        } = self.location;
         let mut attempts = Vec::new();
         let found = |path: PathBuf, source| -> Result<ResolvedWeights> {
             let sha256 = artifact::sha256_file(&path)?;
@@ -119,7 +136,10 @@ impl WeightsResolver {
                             "--weights",
                             format!("{}: {reason}", path.display()),
                         ));
-                        Err(ModelError::WeightsNotFound { attempts })
+                        Err(ModelError::WeightsNotFound {
+                            backbone: self.location.backbone.into(),
+                            attempts,
+                        })
                     }
                 };
             }
@@ -131,17 +151,17 @@ impl WeightsResolver {
             Some(value) => {
                 let path = PathBuf::from(value);
                 return match check_file(&path) {
-                    Ok(()) => found(path, WeightsSource::EnvVar),
+                    Ok(()) => found(path, WeightsSource::EnvVar(env_var)),
                     Err(reason) => {
-                        attempts.push(attempt(
-                            VGG16_WEIGHTS_ENV,
-                            format!("{}: {reason}", path.display()),
-                        ));
-                        Err(ModelError::WeightsNotFound { attempts })
+                        attempts.push(attempt(env_var, format!("{}: {reason}", path.display())));
+                        Err(ModelError::WeightsNotFound {
+                            backbone: self.location.backbone.into(),
+                            attempts,
+                        })
                     }
                 };
             }
-            None => attempts.push(attempt(VGG16_WEIGHTS_ENV, "not set".into())),
+            None => attempts.push(attempt(env_var, "not set".into())),
         }
 
         // 3. The hf-hub cache.
@@ -152,8 +172,8 @@ impl WeightsResolver {
         match &self.hub_cache {
             Some(dir) => {
                 let cached = Cache::new(dir.clone())
-                    .model(VGG16_HUB_REPO.to_string())
-                    .get(VGG16_HUB_FILE);
+                    .model(hub_repo.to_string())
+                    .get(hub_file);
                 match cached {
                     Some(path) => match check_file(&path) {
                         Ok(()) => return found(path, WeightsSource::HubCache),
@@ -164,7 +184,7 @@ impl WeightsResolver {
                     },
                     None => attempts.push(attempt(
                         &cache_label,
-                        format!("{VGG16_HUB_REPO} {VGG16_HUB_FILE} is not there"),
+                        format!("{hub_repo} {hub_file} is not there"),
                     )),
                 }
             }
@@ -175,23 +195,32 @@ impl WeightsResolver {
         }
 
         // 4. A download into the cache.
-        let download_label = format!("download of {VGG16_HUB_REPO} {VGG16_HUB_FILE}");
+        let download_label = format!("download of {hub_repo} {hub_file}");
         if !self.download {
             attempts.push(attempt(&download_label, "disabled".into()));
-            return Err(ModelError::WeightsNotFound { attempts });
+            return Err(ModelError::WeightsNotFound {
+                backbone: self.location.backbone.into(),
+                attempts,
+            });
         }
         let Some(dir) = &self.hub_cache else {
             attempts.push(attempt(
                 &download_label,
                 "no cache folder to download into".into(),
             ));
-            return Err(ModelError::WeightsNotFound { attempts });
+            return Err(ModelError::WeightsNotFound {
+                backbone: self.location.backbone.into(),
+                attempts,
+            });
         };
         match self.download_to(dir) {
             Ok(path) => found(path, WeightsSource::Download),
             Err(reason) => {
                 attempts.push(attempt(&download_label, reason));
-                Err(ModelError::WeightsNotFound { attempts })
+                Err(ModelError::WeightsNotFound {
+                    backbone: self.location.backbone.into(),
+                    attempts,
+                })
             }
         }
     }
@@ -205,17 +234,21 @@ impl WeightsResolver {
         }
         let api = builder.build().map_err(|e| e.to_string())?;
         let path = api
-            .model(VGG16_HUB_REPO.to_string())
-            .get(VGG16_HUB_FILE)
+            .model(self.location.hub_repo.to_string())
+            .get(self.location.hub_file)
             .map_err(|e| e.to_string())?;
         check_file(&path).map_err(|reason| format!("{}: {reason}", path.display()))?;
         Ok(path)
     }
 }
 
-/// Resolves the VGG16 weights the way the stages do (see [`WeightsResolver::from_env`]).
-pub fn resolve_vgg16_weights(explicit: Option<&Path>) -> Result<ResolvedWeights> {
-    WeightsResolver::from_env(explicit).resolve()
+/// Resolves the weights at `location` the way the stages do (see
+/// [`WeightsResolver::from_env`]).
+pub fn resolve_weights(
+    location: WeightsLocation,
+    explicit: Option<&Path>,
+) -> Result<ResolvedWeights> {
+    WeightsResolver::from_env(location, explicit).resolve()
 }
 
 fn attempt(source: &str, reason: String) -> WeightsAttempt {

@@ -6,8 +6,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use common::{random_vgg16, uniform};
 use models::{
-    Mode, ModelError, Network, SmallCnn, SmallCnnConfig, TopModel, TopModelConfig, Vgg16,
-    Vgg16Classifier, Vgg16Head, Vgg16Top, dropout, glorot_uniform,
+    Backbone, Classifier, FinetuneNet, Head, Mode, ModelError, Network, SmallCnn, SmallCnnConfig,
+    TopLayers, TopModel, TopModelConfig, Vgg16, Vgg16Block5, dropout, glorot_uniform,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -113,6 +113,7 @@ fn top_model_has_the_posts_shape_and_parameter_count() {
     let config = TopModelConfig {
         feature_shape: (512, 4, 4),
         units: 1,
+        layers: TopLayers::default(),
     };
     let top = TopModel::new(&varmap, config, &mut rng(0), &Device::Cpu).unwrap();
     // Keras' summary of the post's top model on 4×4×512 features: 2,097,665 parameters.
@@ -142,6 +143,7 @@ fn top_model_has_the_posts_shape_and_parameter_count() {
         TopModelConfig {
             feature_shape: (512, 4, 4),
             units: 5,
+            layers: TopLayers::default(),
         },
         &mut rng(0),
         &Device::Cpu,
@@ -219,6 +221,7 @@ fn building_over_existing_variables_keeps_them() {
     let config = TopModelConfig {
         feature_shape: (8, 2, 2),
         units: 1,
+        layers: TopLayers::default(),
     };
     TopModel::new(&varmap, config, &mut rng(1), &Device::Cpu).unwrap();
     let before = var_values(&varmap, "top.dense1.weight");
@@ -239,6 +242,7 @@ fn building_over_existing_variables_keeps_them() {
     let other = TopModelConfig {
         feature_shape: (8, 2, 3),
         units: 1,
+        layers: TopLayers::default(),
     };
     assert!(TopModel::new(&varmap, other, &mut rng(1), &Device::Cpu).is_err());
 }
@@ -287,6 +291,7 @@ fn networks_use_dropout_only_in_training() {
     let config = TopModelConfig {
         feature_shape: (16, 2, 2),
         units: 1,
+        layers: TopLayers::default(),
     };
     let top = TopModel::new(&varmap, config, &mut rng(5), &Device::Cpu).unwrap();
     let x = uniform(&[8, 16, 2, 2], 6);
@@ -360,8 +365,18 @@ fn vgg16_runs_block_by_block() {
 fn the_finetune_network_starts_from_the_base_and_owns_its_copy() {
     let vgg = random_vgg16(2);
     let varmap = VarMap::new();
-    let head = Vgg16Top::new(&varmap, &vgg, (64, 64), 1, &mut rng(1), &Device::Cpu).unwrap();
-    let mut expected = Vgg16Top::block5_param_names();
+    let backbone = Backbone::Vgg16(vgg.clone());
+    let tail = backbone.tail(&varmap, &Device::Cpu).unwrap();
+    let top_config = TopModelConfig {
+        feature_shape: Vgg16::output_shape((64, 64), 5).unwrap(),
+        units: 1,
+        layers: TopLayers::default(),
+    };
+    let head = FinetuneNet::new(
+        tail,
+        TopModel::new(&varmap, top_config, &mut rng(1), &Device::Cpu).unwrap(),
+    );
+    let mut expected = Vgg16Block5::param_names();
     expected.extend(
         [
             "top.dense1.bias",
@@ -386,7 +401,7 @@ fn the_finetune_network_starts_from_the_base_and_owns_its_copy() {
         .forward_eval(&vgg.forward_blocks(&block4, 5, 5).unwrap())
         .unwrap();
     assert!(max_abs_diff(&via_head, &via_top) < 1e-4);
-    let classifier = Vgg16Classifier::new(vgg.clone(), Vgg16Head::Finetune(head.clone()));
+    let classifier = Classifier::new(backbone.clone(), Head::Finetune(head.clone()));
     assert_eq!(
         max_abs_diff(&classifier.forward_eval(&x).unwrap(), &via_head),
         0.0
@@ -431,13 +446,14 @@ fn the_top_classifier_runs_all_five_blocks() {
         TopModelConfig {
             feature_shape: Vgg16::output_shape((32, 32), 5).unwrap(),
             units: 4,
+            layers: TopLayers::default(),
         },
         &mut rng(0),
         &Device::Cpu,
     )
     .unwrap();
     let x = uniform(&[3, 3, 32, 32], 5);
-    let classifier = Vgg16Classifier::new(vgg.clone(), Vgg16Head::Top(top.clone()));
+    let classifier = Classifier::new(Backbone::Vgg16(vgg.clone()), Head::Top(top.clone()));
     let y = classifier.forward_eval(&x).unwrap();
     assert_eq!(y.dims(), &[3, 4]);
     let expected = top.forward_eval(&vgg.forward(&x).unwrap()).unwrap();

@@ -9,9 +9,10 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use common::{random_vgg16, uniform};
 use models::{
-    Architecture, MODEL_SPEC_KEY, Model, ModelError, ModelSpec, Network, Preprocessing, SmallCnn,
-    SmallCnnConfig, TopModel, TopModelConfig, Vgg16Top, build_from_spec, load_from_spec,
-    load_varmap, probabilities, units_for_classes,
+    Architecture, Backbone, BackboneKind, BackboneRef, FinetuneNet, MODEL_SPEC_KEY, Model,
+    ModelError, ModelSpec, Network, Preprocessing, SmallCnn, SmallCnnConfig, TopLayers, TopModel,
+    TopModelConfig, Vgg16, build_from_spec, load_from_spec, load_varmap, probabilities,
+    units_for_classes,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -19,6 +20,13 @@ use testkit::max_abs_diff;
 
 fn classes(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
+}
+
+fn vgg16_ref(sha256: &str) -> Option<BackboneRef> {
+    Some(BackboneRef {
+        kind: BackboneKind::Vgg16,
+        sha256: sha256.to_string(),
+    })
 }
 
 fn tensors_of(varmap: &VarMap) -> BTreeMap<String, Tensor> {
@@ -34,18 +42,22 @@ fn tensors_of(varmap: &VarMap) -> BTreeMap<String, Tensor> {
 #[test]
 fn specs_round_trip_through_json_and_metadata() {
     let spec = ModelSpec::new(
-        Architecture::Vgg16Top,
+        Architecture::Top,
         classes(&["cats", "dogs"]),
         (150, 150),
         Preprocessing::imagenet(),
-        Some("ab".repeat(32)),
+        vgg16_ref(&"ab".repeat(32)),
+        Some(TopLayers::default()),
     )
     .unwrap();
     assert_eq!(spec.units, 1);
     assert!(spec.is_binary());
     assert_eq!(spec.top_feature_shape(), Some((512, 4, 4)));
+    assert_eq!(spec.backbone_name(), Some("vgg16"));
     let json = spec.to_json();
-    assert!(json.contains(r#""architecture":"vgg16_top""#), "{json}");
+    assert!(json.contains(r#""architecture":"top""#), "{json}");
+    assert!(json.contains(r#""kind":"vgg16""#), "{json}");
+    assert!(json.contains(r#""hidden_units":256"#), "{json}");
     assert!(json.contains(r#""kind":"normalize""#), "{json}");
     assert!(json.contains(r#""target_size":[150,150]"#), "{json}");
     assert_eq!(ModelSpec::from_json(&json).unwrap(), spec);
@@ -74,12 +86,13 @@ fn specs_round_trip_through_json_and_metadata() {
         (150, 150),
         Preprocessing::rescale(1.0 / 255.0),
         None,
+        None,
     )
     .unwrap();
     assert_eq!(small.units, 3);
     let json = small.to_json();
     assert!(
-        json.contains(r#""kind":"rescale""#) && !json.contains("vgg16_sha256"),
+        json.contains(r#""kind":"rescale""#) && !json.contains("backbone"),
         "{json}"
     );
     assert_eq!(ModelSpec::from_json(&json).unwrap(), small);
@@ -93,6 +106,7 @@ fn invalid_specs_are_refused() {
             classes(&["cats", "dogs"]),
             (150, 150),
             Preprocessing::rescale(1.0 / 255.0),
+            None,
             None,
         )
         .unwrap()
@@ -121,7 +135,11 @@ fn invalid_specs_are_refused() {
         ..ok()
     }));
     assert!(invalid(ModelSpec {
-        vgg16_sha256: Some("0".repeat(64)),
+        backbone: vgg16_ref(&"0".repeat(64)),
+        ..ok()
+    }));
+    assert!(invalid(ModelSpec {
+        top: Some(TopLayers::default()),
         ..ok()
     }));
     assert!(invalid(ModelSpec {
@@ -137,18 +155,34 @@ fn invalid_specs_are_refused() {
         ..ok()
     }));
     assert!(invalid(ModelSpec {
-        architecture: Architecture::Vgg16Finetune,
+        architecture: Architecture::Finetune,
         ..ok()
     }));
     assert!(invalid(ModelSpec {
-        architecture: Architecture::Vgg16Finetune,
-        vgg16_sha256: Some("xyz".into()),
+        architecture: Architecture::Finetune,
+        backbone: vgg16_ref("xyz"),
+        top: Some(TopLayers::default()),
         ..ok()
     }));
     assert!(invalid(ModelSpec {
-        architecture: Architecture::Vgg16Top,
+        architecture: Architecture::Top,
         target_size: (31, 31),
-        vgg16_sha256: Some("0".repeat(64)),
+        backbone: vgg16_ref(&"0".repeat(64)),
+        top: Some(TopLayers::default()),
+        ..ok()
+    }));
+    assert!(invalid(ModelSpec {
+        architecture: Architecture::Top,
+        backbone: vgg16_ref(&"0".repeat(64)),
+        ..ok()
+    }));
+    assert!(invalid(ModelSpec {
+        architecture: Architecture::Top,
+        backbone: vgg16_ref(&"0".repeat(64)),
+        top: Some(TopLayers {
+            hidden_units: 8,
+            dropout: 1.0
+        }),
         ..ok()
     }));
     assert!(ModelSpec::from_json("{").is_err());
@@ -196,6 +230,7 @@ fn a_small_cnn_is_rebuilt_from_its_spec_and_weights() {
         classes(&["cats", "dogs"]),
         (40, 40),
         Preprocessing::rescale(1.0 / 255.0),
+        None,
         None,
     )
     .unwrap();
@@ -264,19 +299,23 @@ fn a_small_cnn_is_rebuilt_from_its_spec_and_weights() {
 }
 
 #[test]
-fn vgg16_models_need_the_same_base_weights() {
+fn backbone_models_need_the_same_base_weights() {
     let vgg = random_vgg16(9);
     let spec = ModelSpec::new(
-        Architecture::Vgg16Top,
+        Architecture::Top,
         classes(&["a", "b", "c"]),
         (32, 32),
         Preprocessing::imagenet(),
-        Some(vgg.sha256().to_string()),
+        vgg16_ref(vgg.sha256()),
+        Some(TopLayers::default()),
     )
     .unwrap();
     let err = build_from_spec(&spec, &VarMap::new(), None, &Device::Cpu).unwrap_err();
-    assert!(matches!(err, ModelError::Vgg16Required { .. }), "{err:?}");
-    let other = random_vgg16(10);
+    assert!(
+        matches!(err, ModelError::BackboneRequired { .. }) && err.to_string().contains("vgg16"),
+        "{err:?}"
+    );
+    let other = Backbone::Vgg16(random_vgg16(10));
     let err = build_from_spec(&spec, &VarMap::new(), Some(&other), &Device::Cpu).unwrap_err();
     assert!(
         matches!(err, ModelError::WeightsDigestMismatch { .. }),
@@ -291,6 +330,7 @@ fn vgg16_models_need_the_same_base_weights() {
         TopModelConfig {
             feature_shape: (512, 1, 1),
             units: 3,
+            layers: TopLayers::default(),
         },
         &mut ChaCha8Rng::seed_from_u64(1),
         &Device::Cpu,
@@ -301,7 +341,7 @@ fn vgg16_models_need_the_same_base_weights() {
         &spec,
         &tensors_of(&trained),
         origin,
-        Some(&vgg),
+        Some(&Backbone::Vgg16(vgg.clone())),
         &Device::Cpu,
     )
     .unwrap();
@@ -314,27 +354,43 @@ fn vgg16_models_need_the_same_base_weights() {
     assert_eq!(model.output_units(), 3);
 }
 
-#[test]
-fn a_finetuned_model_is_rebuilt_from_block5_and_top() {
-    let vgg = random_vgg16(11);
-    let spec = ModelSpec::new(
-        Architecture::Vgg16Finetune,
-        classes(&["cats", "dogs"]),
-        (48, 32),
-        Preprocessing::imagenet(),
-        Some(vgg.sha256().to_string()),
-    )
-    .unwrap();
-    let trained = VarMap::new();
-    let head = Vgg16Top::new(
-        &trained,
-        &vgg,
-        (48, 32),
-        1,
-        &mut ChaCha8Rng::seed_from_u64(5),
+fn finetune_net(
+    varmap: &VarMap,
+    backbone: &Backbone,
+    input: (usize, usize),
+    seed: u64,
+) -> FinetuneNet {
+    let tail = backbone.tail(varmap, &Device::Cpu).unwrap();
+    let config = TopModelConfig {
+        feature_shape: Vgg16::output_shape(input, 5).unwrap(),
+        units: 1,
+        layers: TopLayers::default(),
+    };
+    let top = TopModel::new(
+        varmap,
+        config,
+        &mut ChaCha8Rng::seed_from_u64(seed),
         &Device::Cpu,
     )
     .unwrap();
+    FinetuneNet::new(tail, top)
+}
+
+#[test]
+fn a_finetuned_model_is_rebuilt_from_block5_and_top() {
+    let vgg = random_vgg16(11);
+    let backbone = Backbone::Vgg16(vgg.clone());
+    let spec = ModelSpec::new(
+        Architecture::Finetune,
+        classes(&["cats", "dogs"]),
+        (48, 32),
+        Preprocessing::imagenet(),
+        vgg16_ref(vgg.sha256()),
+        Some(TopLayers::default()),
+    )
+    .unwrap();
+    let trained = VarMap::new();
+    let head = finetune_net(&trained, &backbone, (48, 32), 5);
     // Fine-tuning moved block 5.
     {
         let data = trained.data().lock().unwrap();
@@ -344,7 +400,7 @@ fn a_finetuned_model_is_rebuilt_from_block5_and_top() {
     let tensors = tensors_of(&trained);
     let origin = Path::new("artifacts/finetune/model.safetensors");
     let (model, varmap) =
-        load_from_spec(&spec, &tensors, origin, Some(&vgg), &Device::Cpu).unwrap();
+        load_from_spec(&spec, &tensors, origin, Some(&backbone), &Device::Cpu).unwrap();
     assert_eq!(varmap.all_vars().len(), 10);
     let x = uniform(&[2, 3, 48, 32], 6);
     let expected = head
@@ -362,15 +418,7 @@ fn a_finetuned_model_is_rebuilt_from_block5_and_top() {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let fresh = VarMap::new();
-    Vgg16Top::new(
-        &fresh,
-        &vgg,
-        (48, 32),
-        1,
-        &mut ChaCha8Rng::seed_from_u64(6),
-        &Device::Cpu,
-    )
-    .unwrap();
+    finetune_net(&fresh, &backbone, (48, 32), 6);
     assert_eq!(
         load_varmap(
             &fresh,

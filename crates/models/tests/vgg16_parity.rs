@@ -3,7 +3,8 @@
 use candle_core::Device;
 use candle_nn::VarMap;
 use models::{
-    Network, Vgg16, Vgg16Classifier, Vgg16Head, Vgg16Top, WeightsResolver, WeightsSource,
+    Backbone, BackboneKind, Classifier, FinetuneNet, Head, Network, TopLayers, TopModel,
+    TopModelConfig, Vgg16, WeightsResolver, WeightsSource,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -44,13 +45,22 @@ fn block4_and_block5_match_torchvision() {
     // features equals the top model applied to the reference block-5 features.
     let varmap = VarMap::new();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let head = Vgg16Top::new(&varmap, &vgg, (150, 150), 1, &mut rng, &device).unwrap();
+    let backbone = Backbone::Vgg16(vgg.clone());
+    let config = TopModelConfig {
+        feature_shape: (512, 4, 4),
+        units: 1,
+        layers: TopLayers::default(),
+    };
+    let head = FinetuneNet::new(
+        backbone.tail(&varmap, &device).unwrap(),
+        TopModel::new(&varmap, config, &mut rng, &device).unwrap(),
+    );
     let via_head = head.forward_eval(&block4).unwrap();
     let via_top = head.top().forward_eval(&refs["block5_pool"]).unwrap();
     assert!(max_abs_diff(&via_head, &via_top) <= 1e-3);
 
     // The full classifier on raw input runs the same path.
-    let classifier = Vgg16Classifier::new(vgg.clone(), Vgg16Head::Finetune(head));
+    let classifier = Classifier::new(backbone.clone(), Head::Finetune(head));
     let full = classifier.forward_eval(input).unwrap();
     assert!(max_abs_diff(&full, &via_head) <= 1e-5);
 }
@@ -62,6 +72,7 @@ fn resolving_an_explicit_path_records_its_digest() {
     };
     let weights = shared_weights(&shared);
     let resolver = WeightsResolver {
+        location: BackboneKind::Vgg16.weights_location(),
         explicit: Some(weights.clone()),
         env_value: None,
         hub_cache: None,

@@ -1,11 +1,16 @@
-//! VGG16 weights resolution: order of the sources and the error listing them (no download).
+//! Backbone weights resolution: order of the sources and the error listing them (no
+//! download).
 
 use std::path::{Path, PathBuf};
 
-use models::{ModelError, VGG16_HUB_FILE, VGG16_WEIGHTS_ENV, WeightsResolver, WeightsSource};
+use models::{BackboneKind, ModelError, WeightsResolver, WeightsSource};
+
+const VGG16_WEIGHTS_ENV: &str = "LITTLEDATA_VGG16_WEIGHTS";
+const VGG16_HUB_FILE: &str = "model.safetensors";
 
 fn resolver() -> WeightsResolver {
     WeightsResolver {
+        location: BackboneKind::Vgg16.weights_location(),
         explicit: None,
         env_value: None,
         hub_cache: None,
@@ -61,7 +66,10 @@ fn then_the_environment_variable_then_the_hub_cache() {
         ..resolver()
     };
     let found = r.resolve().unwrap();
-    assert_eq!((found.path, found.source), (env, WeightsSource::EnvVar));
+    assert_eq!(
+        (found.path, found.source),
+        (env, WeightsSource::EnvVar(VGG16_WEIGHTS_ENV))
+    );
 
     let r = WeightsResolver {
         hub_cache: Some(dir.path().join("hub")),
@@ -114,7 +122,7 @@ fn when_nothing_works_every_source_is_listed_in_order() {
         ..resolver()
     };
     let err = r.resolve().unwrap_err();
-    let ModelError::WeightsNotFound { attempts } = &err else {
+    let ModelError::WeightsNotFound { attempts, .. } = &err else {
         panic!("expected WeightsNotFound, got {err:?}");
     };
     let sources: Vec<&str> = attempts.iter().map(|a| a.source.as_str()).collect();
@@ -130,11 +138,11 @@ fn when_nothing_works_every_source_is_listed_in_order() {
     assert!(attempts[2].reason.contains("not there"));
     assert_eq!(attempts[3].reason, "disabled");
     let msg = err.to_string();
-    assert!(msg.starts_with("no VGG16 weights found"), "{msg}");
+    assert!(msg.starts_with("no vgg16 weights found"), "{msg}");
     assert_eq!(msg.lines().count(), 5, "{msg}");
 
     let r = resolver();
-    let ModelError::WeightsNotFound { attempts } = r.resolve().unwrap_err() else {
+    let ModelError::WeightsNotFound { attempts, .. } = r.resolve().unwrap_err() else {
         panic!("expected WeightsNotFound");
     };
     assert!(attempts[2].reason.contains("no cache folder"));

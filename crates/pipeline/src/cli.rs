@@ -1,7 +1,7 @@
-//! The command-line options every stage binary shares.
+//! The command-line options that choose the settings (`--pipeline`, `--set`, `--seed`), and
+//! the `main` wrapper every binary uses.
 
-use crate::{DeviceArg, Pipeline, PipelineError};
-use engine::StageOptions;
+use crate::{Pipeline, PipelineError};
 use std::path::PathBuf;
 
 /// `--pipeline`, `--set`, `--seed`: which settings to use. Flatten into a clap parser with
@@ -38,56 +38,6 @@ impl ConfigArgs {
     /// Loads the pipeline file with `--set` and `--seed` applied, validated.
     pub fn load(&self) -> Result<Pipeline, PipelineError> {
         self.load_with(&[])
-    }
-}
-
-/// [`ConfigArgs`] plus `--device` and `--force`, for stages that compute artifacts.
-#[derive(Debug, Clone, clap::Args)]
-pub struct StageArgs {
-    /// Which settings to use.
-    #[command(flatten)]
-    pub config: ConfigArgs,
-    /// Device: auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceArg,
-    /// Redo the stage even when its artifacts are up to date.
-    #[arg(long)]
-    pub force: bool,
-}
-
-impl StageArgs {
-    /// Loads the pipeline file with `--set` and `--seed` applied, validated.
-    pub fn load(&self) -> Result<Pipeline, PipelineError> {
-        self.config.load()
-    }
-}
-
-/// [`StageArgs`] plus `--resume`, for the stages that train a model.
-#[derive(Debug, Clone, clap::Args)]
-pub struct TrainArgs {
-    /// Settings, device and `--force`.
-    #[command(flatten)]
-    pub stage: StageArgs,
-    /// Continue an interrupted run from `checkpoints/last.safetensors` in the stage's output
-    /// folder (after Ctrl-C, or with more epochs than the run had).
-    #[arg(long)]
-    pub resume: bool,
-}
-
-impl TrainArgs {
-    /// Loads the pipeline file with `--set` and `--seed` applied, validated.
-    pub fn load(&self) -> Result<Pipeline, PipelineError> {
-        self.stage.load()
-    }
-
-    /// The stage options the flags ask for: the `--device` opened, `--force`, `--resume`, and
-    /// Ctrl-C as the stop request (the run finishes its batch and saves a checkpoint).
-    pub fn options(&self) -> Result<StageOptions, PipelineError> {
-        let mut options = StageOptions::new(self.stage.device.open()?);
-        options.force = self.stage.force;
-        options.resume = self.resume;
-        options.interrupt = Some(engine::Interrupt::ctrl_c()?);
-        Ok(options)
     }
 }
 

@@ -7,23 +7,19 @@
 //! it uses, and that digest goes into its artifacts' provenance, so changing a setting reruns
 //! exactly the stages that depend on it.
 
-/// The allocator of every stage binary (they all link this crate). glibc's malloc returns each
-/// buffer over 32 MiB to the system when it is freed and page-faults a fresh one in on the next
-/// training step, which costs a quarter of a step; mimalloc keeps them. Measured with
-/// `cargo run --release -p kernels --example conv_bench`: the small convnet's training step went
-/// from 46 to 113 images/s and the VGG16 forward from 8.5 to 14.6 images/s on 2 cores.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod cli;
-mod device;
+pub mod layout;
 mod overrides;
 mod sections;
+pub mod training;
 
-pub use cli::{ConfigArgs, StageArgs, TrainArgs, error_chain, run_main};
-pub use device::{DeviceArg, describe as describe_device};
+pub use cli::{ConfigArgs, error_chain, run_main};
+pub use layout::Layout;
 pub use overrides::apply_override;
 pub use sections::*;
+pub use training::{
+    EarlyStopping, Metric, OptimizerConfig, OptimizerKind, OptimizerRule, Schedule,
+};
 
 use std::path::{Path, PathBuf};
 
@@ -64,12 +60,6 @@ pub enum PipelineError {
         #[source]
         source: imagedata::ConfigError,
     },
-    /// The `--device` value is not understood or the device is not available.
-    #[error("device `{0}`")]
-    Device(String),
-    /// The Ctrl-C handler could not be installed.
-    #[error(transparent)]
-    Engine(#[from] engine::EngineError),
     /// [`Pipeline::get`] was asked for a key the pipeline does not have.
     #[error("`{0}`: no such setting (or an optional one that is unset)")]
     NoSuchKey(String),
@@ -124,6 +114,18 @@ impl Pipeline {
             .try_fold(&all, |value, part| value.get(part))
             .cloned()
             .ok_or_else(|| PipelineError::NoSuchKey(key.to_string()))
+    }
+
+    /// Finds the backbone's weights: `explicit` (a `--weights` flag), else
+    /// `bottleneck.weights`, else the backbone's environment variable, the hf-hub cache, then
+    /// a download.
+    pub fn resolve_weights(
+        &self,
+        explicit: Option<&Path>,
+    ) -> Result<models::ResolvedWeights, models::ModelError> {
+        let b = &self.bottleneck;
+        b.backbone
+            .resolve_weights(explicit.or(b.weights.as_deref()))
     }
 
     /// sha256 of the named sections' effective values (defaults included), plus `extra`

@@ -1,7 +1,8 @@
 //! The typed sections of a pipeline file, with their defaults (the post's recipe) and ranges.
 
-use engine::{OptimizerConfig, Schedule};
-use imagedata::{AugmentConfig, ClassMode, ConfigError, Interpolation, Preprocessing};
+use crate::training::{Metric, OptimizerConfig, Schedule};
+use imagedata::{AugmentConfig, ClassMode, ConfigError, Interpolation, Preprocessing, TargetSize};
+use models::{BackboneKind, TopLayers};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -142,15 +143,22 @@ impl Default for SmallCnnSection {
     }
 }
 
-/// `[bottleneck]`: VGG16 feature extraction.
+/// `[bottleneck]`: the pretrained backbone and its feature extraction (the backbone, its input
+/// size, preprocessing and weights also serve `[top]` and `[finetune]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BottleneckSection {
-    /// VGG16 weights file (unset: `LITTLEDATA_VGG16_WEIGHTS`, then the hf-hub cache, then a
-    /// download of `timm/vgg16.tv_in1k`).
+    /// The pretrained backbone (`vgg16`, `efficientnet_lite0`, ...).
+    pub backbone: BackboneKind,
+    /// Weights file (unset: the backbone's environment variable, such as
+    /// `LITTLEDATA_VGG16_WEIGHTS`, then the hf-hub cache, then a download).
     pub weights: Option<PathBuf>,
-    /// Pixel preprocessing fed to VGG16 (ImageNet mean/std by default; the post used 1/255).
-    pub preprocessing: Preprocessing,
+    /// `[height, width]` images are resized to for the backbone (unset: the backbone's default,
+    /// 150×150 for VGG16 as in the post, 224×224 for the others).
+    pub target_size: Option<[u32; 2]>,
+    /// Pixel preprocessing fed to the backbone (unset: what its pretrained weights expect; the
+    /// post fed VGG16 1/255).
+    pub preprocessing: Option<Preprocessing>,
     /// Images per forward batch.
     pub batch_size: usize,
     /// Augmented views per training image to extract besides the plain one (0: none).
@@ -162,12 +170,41 @@ pub struct BottleneckSection {
 impl Default for BottleneckSection {
     fn default() -> Self {
         Self {
+            backbone: BackboneKind::Vgg16,
             weights: None,
-            preprocessing: Preprocessing::imagenet(),
+            target_size: None,
+            preprocessing: None,
             batch_size: 16,
             augmented_views: 0,
             augment: AugmentConfig::blog(),
         }
+    }
+}
+
+impl BottleneckSection {
+    /// The backbone's input size `[height, width]`: `target_size`, else the backbone's default.
+    pub fn input_size(&self) -> [u32; 2] {
+        self.target_size.unwrap_or_else(|| {
+            let (h, w) = self.backbone.default_target_size();
+            [h as u32, w as u32]
+        })
+    }
+
+    /// The backbone's input size as `(height, width)`.
+    pub fn input_hw(&self) -> (usize, usize) {
+        let [h, w] = self.input_size();
+        (h as usize, w as usize)
+    }
+
+    /// The backbone's input size as an image size.
+    pub fn target(&self) -> TargetSize {
+        TargetSize::from(self.input_size())
+    }
+
+    /// The preprocessing fed to the backbone: `preprocessing`, else the backbone's own.
+    pub fn pixel_preprocessing(&self) -> Preprocessing {
+        self.preprocessing
+            .unwrap_or_else(|| self.backbone.preprocessing())
     }
 }
 
@@ -187,6 +224,20 @@ pub struct TopSection {
     pub monitor: Monitor,
     /// Folds for `train-top --kfold` when the flag gives none.
     pub kfold: usize,
+    /// Units of the hidden dense layer (0: none, one linear layer on the features).
+    pub hidden_units: usize,
+    /// Dropout rate before the output layer.
+    pub dropout: f32,
+}
+
+impl TopSection {
+    /// The top model's layers.
+    pub fn layers(&self) -> TopLayers {
+        TopLayers {
+            hidden_units: self.hidden_units,
+            dropout: self.dropout,
+        }
+    }
 }
 
 impl Default for TopSection {
@@ -198,11 +249,13 @@ impl Default for TopSection {
             early_stopping_patience: None,
             monitor: Monitor::ValAcc,
             kfold: 5,
+            hidden_units: TopLayers::default().hidden_units,
+            dropout: TopLayers::default().dropout,
         }
     }
 }
 
-/// `[finetune]`: VGG16 block 5 + top, fine-tuned.
+/// `[finetune]`: the backbone's tail (VGG16: block 5) + the top, fine-tuned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FinetuneSection {
@@ -214,8 +267,8 @@ pub struct FinetuneSection {
     pub optimizer: OptimizerConfig,
     /// Augmentation of the training stream.
     pub augment: AugmentConfig,
-    /// Cache blocks 1–4's outputs for `views` augmented views per image (else run the whole
-    /// network live on every batch).
+    /// Cache the frozen part's outputs (VGG16: blocks 1–4) for `views` augmented views per
+    /// image (else run the whole network live on every batch).
     pub view_cache: bool,
     /// Augmented views per training image in the cache.
     pub views: usize,
@@ -251,11 +304,11 @@ pub enum Monitor {
     ValLoss,
 }
 
-impl From<Monitor> for engine::Metric {
+impl From<Monitor> for Metric {
     fn from(m: Monitor) -> Self {
         match m {
-            Monitor::ValAcc => engine::Metric::ValAcc,
-            Monitor::ValLoss => engine::Metric::ValLoss,
+            Monitor::ValAcc => Metric::ValAcc,
+            Monitor::ValLoss => Metric::ValLoss,
         }
     }
 }
@@ -281,12 +334,7 @@ macro_rules! training_schedule {
 training_schedule!(SmallCnnSection, TopSection, FinetuneSection);
 
 fn check_optimizer(section: &str, cfg: &OptimizerConfig) -> Result<(), ConfigError> {
-    cfg.validate().map_err(|e| match e {
-        engine::EngineError::Config { key, reason } => {
-            ConfigError::new(key, reason).within(section)
-        }
-        other => ConfigError::new(section, other.to_string()),
-    })
+    cfg.validate().map_err(|e| e.within(section))
 }
 
 fn at_least(key: &str, value: usize, min: usize) -> Result<(), ConfigError> {
@@ -333,9 +381,22 @@ impl Pipeline {
 
         let b = &self.bottleneck;
         at_least("bottleneck.batch_size", b.batch_size, 1)?;
-        b.preprocessing
-            .validate()
-            .map_err(|e| e.within("bottleneck.preprocessing"))?;
+        if let Some(p) = &b.preprocessing {
+            p.validate()
+                .map_err(|e| e.within("bottleneck.preprocessing"))?;
+        }
+        let min = b.backbone.min_input() as u32;
+        for (i, s) in b.input_size().iter().enumerate() {
+            if !(min..=4096).contains(s) {
+                return Err(ConfigError::new(
+                    format!("bottleneck.target_size[{i}]"),
+                    format!(
+                        "must be between {min} and 4096 for the backbone `{}`, got {s}",
+                        b.backbone
+                    ),
+                ));
+            }
+        }
         b.augment
             .validate()
             .map_err(|e| e.within("bottleneck.augment"))?;
@@ -344,6 +405,12 @@ impl Pipeline {
         at_least("top.epochs", t.epochs, 1)?;
         at_least("top.batch_size", t.batch_size, 1)?;
         at_least("top.kfold", t.kfold, 2)?;
+        if !(0.0..1.0).contains(&t.dropout) {
+            return Err(ConfigError::new(
+                "top.dropout",
+                format!("must be in [0, 1), got {}", t.dropout),
+            ));
+        }
         check_optimizer("top.optimizer", &t.optimizer)?;
 
         let f = &self.finetune;
@@ -371,13 +438,13 @@ mod tests {
         let s = p.top.schedule();
         assert_eq!(
             (s.epochs, s.monitor, s.early_stopping_patience),
-            (7, engine::Metric::ValLoss, Some(3))
+            (7, Metric::ValLoss, Some(3))
         );
         assert_eq!(s.optimizer, OptimizerConfig::rmsprop());
         assert_eq!(
             p.finetune.schedule().optimizer,
             OptimizerConfig::sgd(1e-4, 0.9)
         );
-        assert_eq!(p.small_cnn.schedule().monitor, engine::Metric::ValAcc);
+        assert_eq!(p.small_cnn.schedule().monitor, Metric::ValAcc);
     }
 }

@@ -96,29 +96,6 @@ fn digest_follows_the_sections_used() {
 }
 
 #[test]
-fn device_arg_parses() {
-    assert_eq!("auto".parse::<DeviceArg>().unwrap(), DeviceArg::Auto);
-    assert_eq!("CPU".parse::<DeviceArg>().unwrap(), DeviceArg::Cpu);
-    assert_eq!("cuda".parse::<DeviceArg>().unwrap(), DeviceArg::Cuda(0));
-    assert_eq!("cuda:1".parse::<DeviceArg>().unwrap(), DeviceArg::Cuda(1));
-    assert!("tpu".parse::<DeviceArg>().is_err());
-    assert!("cuda:x".parse::<DeviceArg>().is_err());
-    assert!(matches!(
-        DeviceArg::Cpu.open().unwrap(),
-        candle_core::Device::Cpu
-    ));
-    assert!(matches!(
-        DeviceArg::Auto.open().unwrap(),
-        candle_core::Device::Cpu
-    ));
-    #[cfg(not(feature = "cuda"))]
-    {
-        let err = DeviceArg::Cuda(0).open().unwrap_err().to_string();
-        assert!(err.contains("--features cuda"), "{err}");
-    }
-}
-
-#[test]
 fn shipped_pipelines_parse() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines");
     for name in ["blog.toml", "demo.toml", "smoke.toml"] {

@@ -124,6 +124,9 @@ fn split(args: SplitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     pipeline::run_main(|| match Cli::parse().command {
         Command::Split(args) => split(args),

@@ -27,7 +27,7 @@ pub const DEFAULT_TEST: usize = 0;
 /// Default output folder.
 pub const DEFAULT_OUT: &str = "data";
 /// Name of the random stream the shuffle draws from.
-pub const SHUFFLE_STREAM: &str = "split";
+pub const SHUFFLE_STREAM: &str = imagedata::rng::names::SPLIT;
 
 /// Prefix of the staging folder a new split is built in (inside the output folder).
 const STAGING_PREFIX: &str = ".split-new-";

@@ -121,6 +121,9 @@ fn first_training_image(data_dir: &Path) -> Result<PathBuf> {
     }
 }
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     pipeline::run_main(run)
 }

@@ -30,7 +30,7 @@ pub enum ReportError {
     Artifact(#[from] artifact::ArtifactError),
     /// A bottleneck features artifact's metadata cannot be read.
     #[error(transparent)]
-    Features(Box<extract::ExtractError>),
+    Features(Box<features::FeaturesError>),
     /// A model artifact's spec cannot be read.
     #[error("{}: {source}", path.display())]
     Spec {
@@ -50,8 +50,8 @@ pub enum ReportError {
     },
 }
 
-impl From<extract::ExtractError> for ReportError {
-    fn from(e: extract::ExtractError) -> Self {
+impl From<features::FeaturesError> for ReportError {
+    fn from(e: features::FeaturesError) -> Self {
         Self::Features(Box::new(e))
     }
 }

@@ -3,11 +3,11 @@
 
 use std::path::Path;
 
-use classify::Mistake;
 use engine::History;
 use image::{Rgb, RgbImage, imageops};
 use plotters::prelude::*;
 use rayon::prelude::*;
+use stage::Mistake;
 
 use crate::error::{ReportError, Result};
 

@@ -7,19 +7,15 @@
 use std::path::{Path, PathBuf};
 
 use artifact::{Metadata, Provenance};
-use classify::EvalReport;
-use engine::{EpochRecord, History};
-use extract::{FeatureFile, FeatureMeta};
+use engine::History;
+use features::{FeatureFile, FeatureMeta, feature_path};
 use models::ModelSpec;
-use serde::Deserialize;
+use pipeline::{Layout, layout};
 use serde::de::DeserializeOwned;
-use train_top::KFoldReport;
+use stage::{EvalReport, KFoldReport, Metrics};
 
 use crate::error::{ReportError, Result};
 use crate::method::Method;
-
-/// The folder, under a method's output folder, where `classify evaluate --json` results live.
-pub const EVALUATION_DIR: &str = "evaluation";
 
 /// What an artifact records about its making.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,96 +47,22 @@ pub struct Evaluation {
     pub report: EvalReport,
 }
 
-/// The figures of a stage's own `metrics.json`, in one form for the three stages.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StageMetrics {
-    /// Class names in label order.
-    pub classes: Vec<String>,
-    /// The device trained on, when the stage records it.
-    pub device: Option<String>,
-    /// `completed` or `early_stopped`.
-    pub status: String,
-    /// Epochs run.
-    pub epochs: usize,
-    /// The epoch whose weights the model holds (the best one by the monitored metric).
-    pub saved_epoch: usize,
-    /// Validation accuracy of the saved model.
-    pub val_acc: f64,
-    /// Validation loss of the saved model.
-    pub val_loss: f64,
-    /// The saved model's validation confusion matrix, `[actual][predicted]`.
-    pub confusion_matrix: Vec<Vec<usize>>,
-    /// Training images (or views) per epoch.
-    pub train_samples: usize,
-    /// Validation images.
-    pub validation_samples: usize,
-    /// Seconds of training as the stage measured them.
-    pub seconds: Option<f64>,
-    /// Stage-specific detail worth a line (the fine-tuning mode, augmented views).
-    pub detail: Option<String>,
-}
-
-/// The keys of the three stages' `metrics.json` the report uses (each stage writes more;
-/// see `train_small::Metrics`, `train_top::MetricsFile`, `finetune::MetricsFile`). Read by
-/// key, so a stage that gains a key (or records one the others do) needs no change here.
-#[derive(Debug, Deserialize)]
-struct MetricsJson {
-    classes: Vec<String>,
-    #[serde(default)]
-    device: Option<String>,
-    status: String,
-    #[serde(default)]
-    epochs: Option<usize>,
-    final_epoch: EpochRecord,
-    saved_epoch: usize,
-    saved_val_acc: f64,
-    saved_val_loss: f64,
-    confusion_matrix: Vec<Vec<usize>>,
-    train_samples: usize,
-    validation_samples: usize,
-    /// `train-small`, `train-top`: seconds of the invocation.
-    #[serde(default)]
-    seconds: Option<f64>,
-    /// `finetune`: seconds in the training loop.
-    #[serde(default)]
-    training_seconds: Option<f64>,
-    /// `train-top`: trained on cached augmented views.
-    #[serde(default)]
-    use_augmented: bool,
-    /// `finetune`: `view_cache` or `live`.
-    #[serde(default)]
-    mode: Option<String>,
-    /// `finetune`: cached views per image.
-    #[serde(default)]
-    views: Option<usize>,
-}
-
-impl From<MetricsJson> for StageMetrics {
-    fn from(m: MetricsJson) -> Self {
-        let detail = match (&m.mode, m.views) {
-            (Some(mode), Some(views)) => Some(format!(
-                "{mode} mode: {views} cached augmented views per image through the frozen \
-                 blocks 1–4"
-            )),
-            (Some(mode), None) => Some(format!("{mode} mode: fresh augmentation every batch")),
-            _ => m
-                .use_augmented
-                .then(|| "trained on cached augmented views of the features".to_string()),
-        };
-        Self {
-            classes: m.classes,
-            device: m.device,
-            status: m.status,
-            epochs: m.epochs.unwrap_or(m.final_epoch.epoch),
-            saved_epoch: m.saved_epoch,
-            val_acc: m.saved_val_acc,
-            val_loss: m.saved_val_loss,
-            confusion_matrix: m.confusion_matrix,
-            train_samples: m.train_samples,
-            validation_samples: m.validation_samples,
-            seconds: m.training_seconds.or(m.seconds),
-            detail,
-        }
+/// A line about how a stage trained, from the details its `metrics.json` records (the
+/// fine-tuning mode and views, augmented features), when it recorded any worth a line.
+pub fn detail(m: &Metrics) -> Option<String> {
+    let get = |k: &str| m.details.get(k);
+    match (
+        get("mode").and_then(|v| v.as_str()),
+        get("views").and_then(|v| v.as_u64()),
+    ) {
+        (Some(mode), Some(views)) => Some(format!(
+            "{mode} mode: {views} cached augmented views per image through the frozen part"
+        )),
+        (Some(mode), None) => Some(format!("{mode} mode: fresh augmentation every batch")),
+        _ => get("use_augmented")
+            .and_then(|v| v.as_bool())
+            .filter(|&a| a)
+            .map(|_| "trained on cached augmented views of the features".to_string()),
     }
 }
 
@@ -158,7 +80,7 @@ pub struct MethodRun {
     /// `history.json`, when present.
     pub history: Option<History>,
     /// `metrics.json`, when present.
-    pub metrics: Option<StageMetrics>,
+    pub metrics: Option<Metrics>,
     /// `evaluation/validation.json`, when present and not older than the model.
     pub validation: Option<Evaluation>,
     /// `evaluation/test.json`, when present and not older than the model.
@@ -173,7 +95,7 @@ impl MethodRun {
     pub fn training_seconds(&self) -> Option<f64> {
         match (&self.history, &self.metrics) {
             (Some(h), _) if !h.epochs.is_empty() => Some(h.epochs.iter().map(|r| r.seconds).sum()),
-            (_, Some(m)) => m.seconds,
+            (_, Some(m)) => Some(m.seconds),
             _ => None,
         }
     }
@@ -274,10 +196,11 @@ pub fn gather(artifacts: &Path) -> Result<Gathered> {
         .iter()
         .map(|&m| gather_method(m, artifacts))
         .collect::<Result<Vec<_>>>()?;
-    let bottleneck = extract::bottleneck_dir(artifacts);
+    let layout = Layout::new(artifacts);
+    let bottleneck = layout.bottleneck();
     let mut features = Vec::new();
     for file in FeatureFile::ALL {
-        let path = extract::feature_path(&bottleneck, file, None);
+        let path = feature_path(&bottleneck, file, None);
         if !path.exists() {
             continue;
         }
@@ -287,7 +210,7 @@ pub fn gather(artifacts: &Path) -> Result<Gathered> {
             meta,
         });
     }
-    let kfold_path = train_top::kfold_path(artifacts);
+    let kfold_path = layout.kfold();
     let kfold = read_json::<KFoldReport>(&kfold_path, "k-fold results")?.map(|k| (kfold_path, k));
     Ok(Gathered {
         artifacts: artifacts.to_path_buf(),
@@ -298,8 +221,9 @@ pub fn gather(artifacts: &Path) -> Result<Gathered> {
 }
 
 fn gather_method(method: Method, artifacts: &Path) -> Result<MethodState> {
-    let dir = method.dir(artifacts);
-    let model_path = dir.join(classify::MODEL_FILE);
+    let layout = Layout::new(artifacts);
+    let dir = method.dir(&layout);
+    let model_path = dir.join(layout::MODEL_FILE);
     if !model_path.exists() {
         let started = dir.join("checkpoints").join("last.safetensors").exists();
         let reason = if started {
@@ -308,7 +232,7 @@ fn gather_method(method: Method, artifacts: &Path) -> Result<MethodState> {
                  continues it",
                 method.recipe()
             )
-        } else if method == Method::Top && !extract::bottleneck_dir(artifacts).exists() {
+        } else if method == Method::Top && !layout.bottleneck().exists() {
             "not run yet: run `just extract-bottlenecks`, then `just train-top`".to_string()
         } else {
             format!("not run yet: run `{}`", method.recipe())
@@ -329,9 +253,8 @@ fn gather_method(method: Method, artifacts: &Path) -> Result<MethodState> {
     if history.is_none() {
         notes.push("`history.json` is missing, so there are no training curves".to_string());
     }
-    let metrics_path = dir.join("metrics.json");
-    let metrics =
-        read_json::<MetricsJson>(&metrics_path, "training metrics")?.map(StageMetrics::from);
+    let metrics_path = dir.join(layout::METRICS_FILE);
+    let metrics = read_json::<Metrics>(&metrics_path, "training metrics")?;
     if metrics.is_none() {
         notes.push(format!(
             "`metrics.json` is missing; `{} --force` writes it again",
@@ -341,7 +264,7 @@ fn gather_method(method: Method, artifacts: &Path) -> Result<MethodState> {
     let model_time = modified(&model_path)?;
     let mut model_sha256: Option<String> = None;
     let mut evaluation = |name: &str| -> Result<Option<Evaluation>> {
-        let path = dir.join(EVALUATION_DIR).join(format!("{name}.json"));
+        let path = Layout::evaluation(&dir, name);
         let Some(report) = read_json::<EvalReport>(&path, "evaluation results")? else {
             return Ok(None);
         };
@@ -360,7 +283,7 @@ fn gather_method(method: Method, artifacts: &Path) -> Result<MethodState> {
             notes.push(format!(
                 "{} is the evaluation of an earlier model and was left out; `just evaluate` \
                  evaluates this one",
-                crate::markdown::code(&path.display().to_string())
+                crate::text::code(&path.display().to_string())
             ));
             return Ok(None);
         }

@@ -24,6 +24,7 @@ pub mod html;
 pub mod machine;
 pub mod markdown;
 pub mod method;
+pub mod text;
 
 pub use error::{ReportError, Result};
 pub use gather::{Gathered, MethodRun, MethodState, gather};
@@ -32,8 +33,8 @@ pub use method::Method;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use classify::Mistake;
 use markdown::{Context, Figures, MistakesFigure};
+use stage::Mistake;
 
 /// The report's folder under the artifacts folder.
 pub const REPORT_DIR: &str = "report";
@@ -96,7 +97,7 @@ pub fn build_report(
     let pipeline_sha256 = artifact::sha256_file(&options.pipeline_file)?;
     let cuda_used = gathered
         .runs()
-        .filter_map(|r| r.metrics.as_ref()?.device.as_deref())
+        .filter_map(|r| Some(r.metrics.as_ref()?.device.as_str()))
         .any(|d| d.starts_with("cuda"));
     let ctx = Context {
         pipeline_file: options.pipeline_file.clone(),

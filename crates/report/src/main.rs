@@ -20,6 +20,9 @@ struct Cli {
     max_mistakes: u32,
 }
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     pipeline::run_main(run)
 }
@@ -43,7 +46,7 @@ fn run() -> Result<()> {
             MethodState::Trained(run) => {
                 let (acc, source) = match (&run.validation, &run.metrics) {
                     (Some(e), _) => (Some(e.report.accuracy), "evaluation"),
-                    (None, Some(m)) => (Some(m.val_acc), "training metrics"),
+                    (None, Some(m)) => (Some(m.summary.saved_val_acc), "training metrics"),
                     _ => (None, ""),
                 };
                 match acc {

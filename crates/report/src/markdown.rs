@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use classify::EvalReport;
+use stage::EvalReport;
 
 use crate::gather::{Gathered, MethodRun, MethodState};
 use crate::machine::Machine;
 use crate::method::Method;
+use crate::text::{code, code_cell, esc};
 
 /// What the report says about its own making.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,10 +60,11 @@ pub fn render(g: &Gathered, figures: &Figures, ctx: &Context) -> String {
         s,
         "From the artifacts in {} made with the pipeline file {}. The three methods of \
          *Building powerful image classification models using very little data*: a small \
-         convnet trained from scratch, a small model on VGG16 bottleneck features, and \
-         VGG16's last block fine-tuned with that model on top.\n",
+         convnet trained from scratch, a small model on a pretrained backbone's bottleneck \
+         features ({}), and the backbone's last part fine-tuned with that model on top.\n",
         code(&g.artifacts.display().to_string()),
         code(&ctx.pipeline_file.display().to_string()),
+        backbones(g),
     );
     missing_section(&mut s, g);
     results_section(&mut s, g);
@@ -72,6 +74,36 @@ pub fn render(g: &Gathered, figures: &Figures, ctx: &Context) -> String {
     mistakes_section(&mut s, g, figures, ctx);
     provenance_section(&mut s, g, ctx);
     s
+}
+
+/// The backbones the models and features were made with (`vgg16`), or `none yet`.
+fn backbones(g: &Gathered) -> String {
+    let mut names: Vec<&str> = g
+        .runs()
+        .filter_map(|r| r.spec.backbone_name())
+        .chain(g.features.iter().map(|f| f.meta.settings.backbone.name()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        "none yet".into()
+    } else {
+        names.iter().map(|n| code(n)).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Whether the data is the post's: two classes named cats and dogs (or cat and dog), so its
+/// published figures are a fair comparison.
+pub fn is_cats_vs_dogs(g: &Gathered) -> bool {
+    let classes = g
+        .runs()
+        .map(|r| r.spec.classes.clone())
+        .chain(g.features.iter().map(|f| f.meta.classes.clone()))
+        .next();
+    classes.is_some_and(|c| {
+        let c: Vec<String> = c.iter().map(|x| x.to_ascii_lowercase()).collect();
+        c == ["cats", "dogs"] || c == ["cat", "dog"]
+    })
 }
 
 fn missing_section(s: &mut String, g: &Gathered) {
@@ -108,8 +140,8 @@ fn scores(run: &MethodRun, test: bool) -> (String, String) {
     match (eval, &run.metrics) {
         (Some(e), _) => (figure(e.report.accuracy), figure(e.report.loss)),
         (None, Some(m)) if !test => (
-            format!("{}\\*", figure(m.val_acc)),
-            format!("{}\\*", figure(m.val_loss)),
+            format!("{}\\*", figure(m.summary.saved_val_acc)),
+            format!("{}\\*", figure(m.summary.saved_val_loss)),
         ),
         _ => ("—".into(), "—".into()),
     }
@@ -122,7 +154,11 @@ fn results_section(s: &mut String, g: &Gathered) {
     if with_test {
         header.extend(["test accuracy", "test loss"]);
     }
-    header.extend(["epochs (best)", "training time", "device", "the post"]);
+    let post = is_cats_vs_dogs(g);
+    header.extend(["backbone", "epochs (best)", "training time", "device"]);
+    if post {
+        header.push("the post");
+    }
     table_header(s, &header);
     let mut starred = false;
     for state in &g.methods {
@@ -138,7 +174,7 @@ fn results_section(s: &mut String, g: &Gathered) {
                     }
                     .into(),
                 );
-                row.resize(header.len() - 1, String::new());
+                row.resize(header.len() - usize::from(post), String::new());
             }
             MethodState::Trained(run) => {
                 let (acc, loss) = scores(run, false);
@@ -148,8 +184,9 @@ fn results_section(s: &mut String, g: &Gathered) {
                     let (acc, loss) = scores(run, true);
                     row.extend([acc, loss]);
                 }
+                row.push(run.spec.backbone_name().map_or("—".into(), code));
                 row.push(match (run.epochs(), &run.metrics) {
-                    (Some(n), Some(m)) => format!("{n} (best {})", m.saved_epoch),
+                    (Some(n), Some(m)) => format!("{n} (best {})", m.summary.saved_epoch),
                     (Some(n), None) => n.to_string(),
                     _ => "—".into(),
                 });
@@ -157,20 +194,28 @@ fn results_section(s: &mut String, g: &Gathered) {
                 row.push(
                     run.metrics
                         .as_ref()
-                        .and_then(|m| m.device.as_deref())
+                        .map(|m| m.device.as_str())
+                        .filter(|d| !d.is_empty())
                         .map_or("not recorded".into(), esc),
                 );
             }
         }
-        row.push(method.published().into());
+        if post {
+            row.push(method.published().into());
+        }
         table_row(s, &row);
     }
     s.push('\n');
     let _ = writeln!(
         s,
         "Accuracy and loss are those of each model's saved weights (its best epoch by the \
-         monitored metric). The post's figures are validation accuracies after 50 epochs on \
-         2,000 training and 800 validation images."
+         monitored metric).{}",
+        if post {
+            " The post's figures are validation accuracies after 50 epochs on 2,000 training \
+             and 800 validation images, with VGG16."
+        } else {
+            ""
+        }
     );
     if starred {
         let _ = writeln!(
@@ -195,8 +240,8 @@ fn results_section(s: &mut String, g: &Gathered) {
         .flat_map(|r| {
             let prefix = format!("method {}: ", r.method.number());
             let mut lines: Vec<String> = Vec::new();
-            if let Some(d) = r.metrics.as_ref().and_then(|m| m.detail.as_ref()) {
-                lines.push(esc(d));
+            if let Some(d) = r.metrics.as_ref().and_then(crate::gather::detail) {
+                lines.push(esc(&d));
             }
             if let Some(m) = &r.metrics
                 && m.status == "early_stopped"
@@ -313,7 +358,7 @@ fn kfold_section(s: &mut String, g: &Gathered) {
 
 /// A confusion matrix with recall per row and precision per column.
 fn confusion_table(s: &mut String, classes: &[String], m: &[Vec<usize>]) {
-    let (scores, _, _) = classify::class_scores(classes, m);
+    let (scores, _, _) = stage::class_scores(classes, m);
     let mut header = vec!["actual ↓ predicted →".to_string()];
     header.extend(classes.iter().map(|c| esc(c)));
     header.push("recall".into());
@@ -355,7 +400,7 @@ fn confusion_section(s: &mut String, g: &Gathered) {
                         s,
                         "validation images, from the stage's own pass (`metrics.json`):\n"
                     );
-                    confusion_table(s, &m.classes, &m.confusion_matrix);
+                    confusion_table(s, &m.classes, &m.summary.confusion_matrix);
                 }
                 None => {
                     let _ = writeln!(s, "No figures yet.\n");
@@ -372,7 +417,7 @@ fn evaluate_command(run: &MethodRun, ctx: &Context) -> String {
         run.dir.display(),
         ctx.data_dir.join("validation").display(),
         run.dir
-            .join(crate::gather::EVALUATION_DIR)
+            .join(pipeline::layout::EVALUATION_DIR)
             .join("validation.json")
             .display()
     )
@@ -434,7 +479,7 @@ fn mistakes_section(s: &mut String, g: &Gathered, figures: &Figures, ctx: &Conte
     }
 }
 
-/// Each recorded digest of a kind (training images, validation images, VGG16 weights) with
+/// Each recorded digest of a kind (training images, validation images, backbone weights) with
 /// the artifacts that record it.
 type DigestSources = BTreeMap<&'static str, BTreeMap<String, Vec<String>>>;
 
@@ -452,11 +497,11 @@ fn digests(g: &Gathered) -> DigestSources {
     };
     const TRAIN: &str = "training images";
     const VALIDATION: &str = "validation images";
-    const WEIGHTS: &str = "VGG16 weights";
+    const WEIGHTS: &str = "backbone weights";
     for f in &g.features {
         let name = relative(&g.artifacts, &f.artifact.path);
         let kind = match f.meta.split {
-            extract::Split::Validation => VALIDATION,
+            imagedata::Split::Validation => VALIDATION,
             _ => TRAIN,
         };
         add(kind, &f.meta.data_digest, name.clone());
@@ -475,8 +520,8 @@ fn digests(g: &Gathered) -> DigestSources {
                 }
             }
         }
-        if let Some(d) = &run.spec.vgg16_sha256 {
-            add(WEIGHTS, d, name);
+        if let Some(b) = &run.spec.backbone {
+            add(WEIGHTS, &b.sha256, name);
         }
     }
     out
@@ -503,7 +548,7 @@ fn provenance_section(s: &mut String, g: &Gathered, ctx: &Context) {
     }
     table_row(s, &["pipeline file".into(), pipeline]);
     let found = digests(g);
-    for kind in ["VGG16 weights", "training images", "validation images"] {
+    for kind in ["backbone weights", "training images", "validation images"] {
         let cell = match found.get(kind) {
             None => "not recorded yet".to_string(),
             Some(values) => {
@@ -676,38 +721,6 @@ pub fn duration(seconds: f64) -> String {
         (0, _) => format!("{m} min {sec} s"),
         _ => format!("{h} h {m} min"),
     }
-}
-
-/// Text with the characters Markdown would read as markup escaped.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(
-            c,
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '!' | '~' | '&'
-        ) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Text as inline code, fenced with more backticks than it contains in a row.
-pub fn code(text: &str) -> String {
-    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
-    let fence = "`".repeat(longest + 1);
-    let pad = if text.starts_with('`') || text.ends_with('`') {
-        " "
-    } else {
-        ""
-    };
-    format!("{fence}{pad}{text}{pad}{fence}")
-}
-
-/// Inline code inside a table cell, where `|` must be escaped even in code.
-fn code_cell(text: &str) -> String {
-    code(text).replace('|', "\\|")
 }
 
 fn table_header(s: &mut String, cells: &[&str]) {

@@ -1,15 +1,18 @@
 //! The post's three methods, and where each keeps its model.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use pipeline::Layout;
 
 /// One of the post's three methods, named by the stage that trains its model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Method {
     /// Method 1: the small convnet trained from scratch (`train-small`).
     SmallCnn,
-    /// Method 2: VGG16 bottleneck features and a small top model (`extract`, `train-top`).
+    /// Method 2: a pretrained backbone's bottleneck features and a small top model (`extract`,
+    /// `train-top`).
     Top,
-    /// Method 3: VGG16 block 5 and the top model fine-tuned (`finetune`).
+    /// Method 3: the backbone's tail and the top model fine-tuned (`finetune`).
     Finetune,
 }
 
@@ -30,8 +33,8 @@ impl Method {
     pub fn title(self) -> &'static str {
         match self {
             Method::SmallCnn => "small convnet from scratch",
-            Method::Top => "VGG16 bottleneck features + top model",
-            Method::Finetune => "fine-tuned VGG16 block 5 + top model",
+            Method::Top => "bottleneck features + top model",
+            Method::Finetune => "fine-tuned backbone tail + top model",
         }
     }
 
@@ -49,16 +52,16 @@ impl Method {
         }
     }
 
-    /// The stage's output folder under `artifacts`.
-    pub fn dir(self, artifacts: &Path) -> PathBuf {
+    /// The stage's output folder in `layout`.
+    pub fn dir(self, layout: &Layout) -> PathBuf {
         match self {
-            Method::SmallCnn => train_small::small_cnn_dir(artifacts),
-            Method::Top => train_top::top_dir(artifacts),
-            Method::Finetune => finetune::finetune_dir(artifacts),
+            Method::SmallCnn => layout.small_cnn(),
+            Method::Top => layout.top(),
+            Method::Finetune => layout.finetune(),
         }
     }
 
-    /// The validation accuracy the post reports for the method.
+    /// The validation accuracy the post reports for the method (on cats vs dogs, with VGG16).
     pub fn published(self) -> &'static str {
         match self {
             Method::SmallCnn => "0.79–0.81",

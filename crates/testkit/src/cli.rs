@@ -1,7 +1,28 @@
 //! How a binary under test ended.
 
 use std::fmt::Debug;
+use std::path::PathBuf;
 use std::process::Output;
+
+/// The workspace binary `name` of the build running the tests (`target/<profile>/<name>`, next
+/// to the test executable's `deps/` folder). `cargo test --workspace` builds every stage
+/// binary before it runs any test; a test run of one package alone may not, and then this
+/// panics saying how to build it.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test executable lies in target/<profile>/deps");
+    let path = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} is not built; run the tests with `cargo test --workspace` (or `cargo build --bin \
+         {name}` first)",
+        path.display()
+    );
+    path
+}
 
 /// stdout and stderr of a finished command, as text.
 pub fn output_text(out: &Output) -> (String, String) {

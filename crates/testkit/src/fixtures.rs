@@ -83,12 +83,12 @@ pub fn pipeline(text: &str, extra: &[&str]) -> Pipeline {
     Pipeline::from_toml_str(text, Path::new("test.toml"), &overrides).unwrap()
 }
 
-/// A pipeline over the synthetic `data` and `artifacts` folders: 64×48 images, bottleneck
-/// batches of 3, top models of 3 epochs in batches of 4 and 3 folds; `extra` overrides.
+/// A pipeline over the synthetic `data` and `artifacts` folders: 64×48 images (for the small
+/// convnet and the backbone), bottleneck batches of 3, top models of 3 epochs in batches of 4 and 3 folds; `extra` overrides.
 pub fn synthetic_pipeline(data: &Path, artifacts: &Path, extra: &[&str]) -> Pipeline {
     pipeline(
         &format!(
-            "{}[bottleneck]\nbatch_size = 3\n\n[top]\nepochs = 3\nbatch_size = 4\nkfold = 3\n",
+            "{}[bottleneck]\nbatch_size = 3\ntarget_size = [64, 48]\n\n[top]\nepochs = 3\nbatch_size = 4\nkfold = 3\n",
             data_section(data, artifacts, [64, 48])
         ),
         extra,

@@ -5,7 +5,7 @@
 //!   under CI when it is missing, and is skipped with a note elsewhere.
 //! - [`files`]: listing a folder.
 //! - [`tensors`]: a tensor's values, bits and bytes, and differences between tensors.
-//! - [`cli`]: checking how a stage binary ended.
+//! - [`cli`]: finding a workspace binary and checking how it ended.
 //! - `fixtures` (feature `stages`): synthetic class folders, random VGG16 weights, pipelines
 //!   and artifacts for the stage crates' tests.
 
@@ -16,6 +16,7 @@ pub mod fixtures;
 pub mod shared;
 pub mod tensors;
 
+pub use cli::workspace_binary;
 pub use files::listing;
 pub use shared::{
     kaggle_photos, link_cats_and_dogs, link_photos, reference_features, shared_dir, shared_weights,

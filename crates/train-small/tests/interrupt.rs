@@ -4,12 +4,12 @@ mod common;
 
 use common::*;
 use engine::{Interrupt, Verbosity};
-use train_small::{TrainOptions, TrainOutcome, train_small};
+use stage::{StageOptions, StageOutcome as TrainOutcome};
+use train_small::train_small;
 
-fn options() -> TrainOptions {
-    let mut o = TrainOptions::new(candle_core::Device::Cpu);
-    o.stage.verbosity = Verbosity::Quiet;
-    o.progress = false;
+fn options() -> StageOptions {
+    let mut o = StageOptions::new(candle_core::Device::Cpu);
+    o.verbosity = Verbosity::Quiet;
     o
 }
 
@@ -35,7 +35,7 @@ fn interrupted_mid_epoch_then_resumed_equals_an_uninterrupted_run() {
     let interrupt = Interrupt::new();
     interrupt.trigger();
     let mut o = options();
-    o.stage.interrupt = Some(interrupt);
+    o.interrupt = Some(interrupt);
     let report = train_small(&stopped, &o).unwrap();
     assert_eq!(
         report.outcome,
@@ -49,7 +49,7 @@ fn interrupted_mid_epoch_then_resumed_equals_an_uninterrupted_run() {
     );
 
     let mut o = options();
-    o.stage.resume = true;
+    o.resume = true;
     let report = train_small(&stopped, &o).unwrap();
     let TrainOutcome::Trained(m) = &report.outcome else {
         panic!("{:?}", report.outcome);

@@ -7,20 +7,17 @@
 //! no choice is made on the held-out data, so the figure is an unbiased estimate.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use artifact::Provenance;
 use candle_core::{Device, Tensor};
-use engine::stage;
-use engine::{FitStatus, Interrupt, Params, TensorSource, Verbosity};
-use pipeline::Pipeline;
+use engine::{FitConfig, FitStatus, Interrupt, Metric, Params, TensorSource, Verbosity};
+use features::{FeaturePair, Features};
+use imagedata::rng::names;
+use pipeline::{Pipeline, layout};
 use rand::seq::SliceRandom;
-use serde::{Deserialize, Serialize};
+use stage::{FoldResult, KFoldReport, Plan, Result, StageError, StoredProvenance};
 
-use crate::error::{Result, TopError};
-use crate::features::FeaturePair;
-use crate::train::{build_top, check_class_mode, spec_for, top_dir, training_settings};
+use crate::train::{TopTrainer, build_top};
 
 /// How to cross-validate.
 #[derive(Debug, Clone)]
@@ -35,78 +32,13 @@ pub struct KFoldOptions {
     pub interrupt: Option<Interrupt>,
 }
 
-/// One fold's result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FoldResult {
-    /// The fold (1-based).
-    pub fold: usize,
-    /// Samples trained on.
-    pub train_samples: usize,
-    /// Samples held out.
-    pub validation_samples: usize,
-    /// Held-out accuracy after the last epoch.
-    pub acc: f64,
-    /// Held-out loss after the last epoch.
-    pub loss: f64,
-    /// The best held-out accuracy of any epoch (optimistic: chosen on the held-out fold).
-    pub best_acc: f64,
-    /// The epoch of `best_acc`.
-    pub best_epoch: usize,
-    /// Epochs run.
-    pub epochs: usize,
-    /// Seconds of training.
-    pub seconds: f64,
-}
-
-/// The stored form of a provenance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredProvenance {
-    /// The stage.
-    pub stage: String,
-    /// The settings digest.
-    pub config_digest: String,
-    /// Input digests by name.
-    pub inputs: BTreeMap<String, String>,
-}
-
-impl From<&Provenance> for StoredProvenance {
-    fn from(p: &Provenance) -> Self {
-        Self {
-            stage: p.stage.clone(),
-            config_digest: p.config_digest.clone(),
-            inputs: p.inputs.clone(),
-        }
-    }
-}
-
-/// `top/kfold.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KFoldReport {
-    /// The number of folds.
-    pub k: usize,
-    /// The seed of the fold assignment and of training.
-    pub seed: u64,
-    /// Images pooled (training + validation).
-    pub samples: usize,
-    /// Class names.
-    pub classes: Vec<String>,
-    /// Every fold.
-    pub folds: Vec<FoldResult>,
-    /// Mean held-out accuracy.
-    pub mean_acc: f64,
-    /// Sample standard deviation (n − 1) of the held-out accuracies.
-    pub std_acc: f64,
-    /// What the figures were computed from.
-    pub provenance: StoredProvenance,
-}
-
 /// Assigns `labels.len()` samples to `k` folds, stratified: each class's samples, shuffled
-/// with `imagedata::rng::substream(seed, "kfold", class)`, are dealt round-robin, continuing
+/// with `imagedata::rng::substream(seed, names::KFOLD, class)`, are dealt round-robin, continuing
 /// from where the previous class stopped, so every fold gets each class's share (±1) and fold
 /// sizes differ by at most one. Returns each fold's sample indices, sorted.
 pub fn stratified_folds(labels: &[u32], k: usize, seed: u64) -> Result<Vec<Vec<usize>>> {
     if k < 2 {
-        return Err(TopError::Settings(format!(
+        return Err(StageError::Settings(format!(
             "k-fold cross-validation needs at least 2 folds, got {k}"
         )));
     }
@@ -115,7 +47,7 @@ pub fn stratified_folds(labels: &[u32], k: usize, seed: u64) -> Result<Vec<Vec<u
         by_class.entry(l).or_default().push(i);
     }
     if let Some((class, members)) = by_class.iter().find(|(_, m)| m.len() < k) {
-        return Err(TopError::Settings(format!(
+        return Err(StageError::Settings(format!(
             "class {class} has {} samples, fewer than the {k} folds",
             members.len()
         )));
@@ -123,7 +55,7 @@ pub fn stratified_folds(labels: &[u32], k: usize, seed: u64) -> Result<Vec<Vec<u
     let mut folds = vec![Vec::new(); k];
     let mut next = 0usize;
     for (class, mut members) in by_class {
-        let mut rng = imagedata::rng::substream(seed, "kfold", u64::from(class));
+        let mut rng = imagedata::rng::substream(seed, names::KFOLD, u64::from(class));
         members.shuffle(&mut rng);
         for i in members {
             folds[next % k].push(i);
@@ -136,7 +68,8 @@ pub fn stratified_folds(labels: &[u32], k: usize, seed: u64) -> Result<Vec<Vec<u
     Ok(folds)
 }
 
-fn mean_std(values: &[f64]) -> (f64, f64) {
+/// The mean and the sample standard deviation (n − 1) of `values`.
+pub fn mean_std(values: &[f64]) -> (f64, f64) {
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
     let var = if values.len() > 1 {
@@ -145,11 +78,6 @@ fn mean_std(values: &[f64]) -> (f64, f64) {
         0.0
     };
     (mean, var.sqrt())
-}
-
-/// `kfold.json` and the per-fold histories live under `<artifacts>/top`.
-pub fn kfold_path(artifacts: &Path) -> PathBuf {
-    top_dir(artifacts).join("kfold.json")
 }
 
 /// Runs k-fold cross-validation unless `top/kfold.json` is up to date with the features and
@@ -161,14 +89,17 @@ pub fn run_kfold(
     options: &KFoldOptions,
     on_fold: &mut dyn FnMut(&FoldResult),
 ) -> Result<(KFoldReport, bool)> {
-    let path = kfold_path(&pipeline.data.artifacts);
-    let (train_header, validation_header) = FeaturePair::headers(pipeline, false)?;
-    check_class_mode(pipeline, &train_header.meta.classes)?;
+    let layout = pipeline.layout();
+    let path = layout.kfold();
+    let options_stage = stage::StageOptions::new(options.device.clone());
+    let mut trainer = TopTrainer::new(false);
+    let plan: Plan = stage::Trainer::plan(&mut trainer, pipeline, &options_stage)?;
     let seed = pipeline.data.seed;
-    let settings = training_settings(pipeline, serde_json::json!({ "kfold": options.k }));
-    let provenance = Provenance::new(crate::KFOLD_STAGE, artifact::sha256_json(&settings))
-        .input("train_features", &train_header.digest)
-        .input("validation_features", &validation_header.digest);
+    let mut provenance = plan.provenance(layout::stage::TRAIN_TOP_KFOLD, seed);
+    provenance.config_digest = artifact::sha256_json(&serde_json::json!({
+        "model": provenance.config_digest,
+        "k": options.k,
+    }));
     let stored = StoredProvenance::from(&provenance);
     if !options.force
         && let Some(previous) = stage::read_json::<KFoldReport>(&path)
@@ -178,16 +109,18 @@ pub fn run_kfold(
     }
 
     let device = &options.device;
+    let (train_header, validation_header) =
+        FeaturePair::headers(pipeline, false).map_err(StageError::other)?;
     let pair = FeaturePair {
-        train: crate::Features::load(train_header, device)?,
-        validation: crate::Features::load(validation_header, device)?,
+        train: Features::load(train_header, device).map_err(StageError::other)?,
+        validation: Features::load(validation_header, device).map_err(StageError::other)?,
     };
-    let spec = spec_for(&pair.train)?;
+    let spec = plan.spec;
     let x = Tensor::cat(&[&pair.train.x, &pair.validation.x], 0)?;
     let labels = Tensor::cat(&[&pair.train.labels, &pair.validation.labels], 0)?;
     let label_values = labels.to_vec1::<u32>()?;
     let folds = stratified_folds(&label_values, options.k, seed)?;
-    let fold_dir = top_dir(&pipeline.data.artifacts).join("kfold");
+    let fold_dir = layout.top().join("kfold");
 
     let mut results = Vec::with_capacity(options.k);
     for (f, held) in folds.iter().enumerate() {
@@ -208,33 +141,30 @@ pub fn run_kfold(
         let (tx, tl) = select(&train_rows)?;
         let (vx, vl) = select(&held_rows)?;
 
-        let mut rng = imagedata::rng::substream(seed, "top-init", f as u64);
-        let (model, varmap) = build_top(
-            &spec,
-            pair.train.header.meta.feature_shape,
-            &mut rng,
-            device,
-        )?;
+        let mut rng = imagedata::rng::substream(seed, names::TOP_INIT, f as u64);
+        let (model, varmap) = build_top(&spec, &mut rng, device)?;
         let params = Params::all_trainable(&varmap)?;
         let mut train = TensorSource::new(tx, tl, pipeline.top.batch_size)?.shuffled(seed);
         let mut validation = TensorSource::new(vx, vl, pipeline.top.batch_size)?;
-        let mut config = pipeline.top.schedule().fit_config(seed);
-        config.keep_best = Some(engine::Metric::ValAcc);
+        let mut config = FitConfig::from_schedule(&pipeline.top.schedule(), seed);
+        config.keep_best = Some(Metric::ValAcc);
+        config.restore_best = false;
         config.verbosity = Verbosity::Quiet;
         config.interrupt = options.interrupt.clone();
         let started = Instant::now();
         let outcome = engine::fit(&model, &params, &mut train, Some(&mut validation), &config)?;
         if let FitStatus::Interrupted { .. } = outcome.status {
-            return Err(TopError::Interrupted {
-                fold: f + 1,
-                k: options.k,
-            });
+            return Err(StageError::Interrupted(format!(
+                "during fold {} of {}; kfold.json was not written",
+                f + 1,
+                options.k
+            )));
         }
         let last = outcome
             .history
             .last()
             .cloned()
-            .ok_or_else(|| TopError::Settings("training ran no epoch".into()))?;
+            .ok_or_else(|| StageError::Settings("training ran no epoch".into()))?;
         let best = outcome
             .best
             .map_or((last.val_acc.unwrap_or(0.0), last.epoch), |b| {

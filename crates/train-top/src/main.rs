@@ -1,14 +1,16 @@
-//! `train-top`: train the post's small fully connected model on the cached VGG16 bottleneck
+//! `train-top`: train the post's small fully connected model on the cached backbone
 //! features, or estimate its accuracy by k-fold cross-validation.
 
 use anyhow::Result;
 use clap::Parser;
-use engine::stage::{interrupted_message, written_message};
-use pipeline::TrainArgs;
-use train_top::{KFoldOptions, TopOptions, TopOutcome};
+use stage::TrainArgs;
+use train_top::KFoldOptions;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Trains Flatten → Dense 256 → ReLU → Dropout 0.5 → Dense (sigmoid for two classes, softmax
-/// for more) on `<data.artifacts>/bottleneck/` with the `[top]` settings, and writes
+/// for more; `[top]` sets the hidden layer and dropout) on `<data.artifacts>/bottleneck/`, and writes
 /// `<data.artifacts>/top/` (model.safetensors with the best epoch's weights, metrics.json,
 /// history.csv/json, curves.png, checkpoints/). Run `just extract-bottlenecks` first.
 #[derive(Debug, Parser)]
@@ -76,7 +78,7 @@ fn run() -> Result<()> {
             "{}-fold accuracy: {:.4} ± {:.4} (mean ± sample std, last-epoch weights, {} images)",
             report.k, report.mean_acc, report.std_acc, report.samples
         );
-        let path = train_top::kfold_path(&pipeline.data.artifacts);
+        let path = pipeline.layout().kfold();
         if up_to_date {
             println!("up to date ({})", path.display());
         } else {
@@ -85,36 +87,11 @@ fn run() -> Result<()> {
         return Ok(());
     }
 
-    let options = TopOptions {
+    let options = train_top::TopOptions {
         stage,
         use_augmented: cli.use_augmented,
     };
     let report = train_top::train_top(&pipeline, &options)?;
-    match &report.outcome {
-        TopOutcome::UpToDate(metrics) => {
-            if let Some(m) = metrics {
-                println!(
-                    "{}: val_acc {:.4}, val_loss {:.4} (epoch {})",
-                    report.model.display(),
-                    m.summary.saved_val_acc,
-                    m.summary.saved_val_loss,
-                    m.summary.saved_epoch
-                );
-            }
-            println!("up to date");
-        }
-        TopOutcome::Interrupted { epoch, batch } => {
-            println!("{}", interrupted_message(*epoch, *batch))
-        }
-        TopOutcome::Trained(m) => {
-            println!("{}", m.summary.final_line());
-            println!("{}", m.summary.saved_line(m.validation_samples));
-            println!(
-                "trained in {:.1} s; {}",
-                m.seconds,
-                written_message(&report.dir)
-            );
-        }
-    }
+    report.print();
     Ok(())
 }

@@ -63,6 +63,7 @@ pub fn brightness_spec() -> ModelSpec {
         (SIDE as usize, SIDE as usize),
         Preprocessing::rescale(1.0 / 255.0),
         None,
+        None,
     )
     .unwrap()
 }
