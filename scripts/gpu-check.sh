@@ -1,159 +1,183 @@
 #!/usr/bin/env bash
-# GPU check: builds the stages with CUDA, splits the photos, extracts the VGG16 bottleneck
-# features, trains the top model briefly, then runs one fine-tuning epoch with the view cache
-# and one with live augmentation, all on `--device cuda`, and prints what each step took.
-# After the build it takes a few minutes on one recent NVIDIA GPU.
+# GPU check: the three methods on every backbone, on `--device cuda` and on `--device cpu`
+# with the same seed and settings, with each stage's wall time, and the GPU's validation
+# accuracy compared with the CPU's. Method 1 (the small convnet) runs once per device; for
+# each backbone, methods 2 (extract + train-top) and 3 (finetune with its view cache) follow.
+# Exits non-zero when a stage fails or when a GPU accuracy is further than the tolerance from
+# the CPU's (the two devices add in other orders, so the figures differ a little, not a lot).
 #
 # Usage: scripts/gpu-check.sh [SOURCE_DIR]
 #   SOURCE_DIR  labelled photos, Kaggle-style (`cat.12.jpg`) or one folder per class
-#               (default: $LITTLEDATA_SOURCE, else ../shared/data/dogs-vs-cats/train)
+#               (default: $LITTLEDATA_SOURCE, else ../shared/data/dogs-vs-cats/train);
+#               split into GPU_CHECK_TRAIN + GPU_CHECK_VALIDATION images per class.
 #
 # Environment (all optional):
-#   LITTLEDATA_VGG16_WEIGHTS  VGG16 weights (default: ../shared/models/vgg16_imagenet_features.safetensors)
-#   GPU_CHECK_DIR             work folder for data/ and artifacts/ (default: a new temporary folder)
-#   GPU_CHECK_BUILD=0         use the binaries already in target/release instead of building
-#   GPU_CHECK_VIEWS           cached views per training image (default: 10, the pipeline's)
-#   GPU_CHECK_LIVE=0          skip the live-augmentation epoch
-#   GPU_CHECK_TOP_EPOCHS      epochs of the top model (default: 10)
-#   GPU_CHECK_BATCH           images per forward batch when extracting and caching (default: 64)
-#   GPU_CHECK_TRAIN, GPU_CHECK_VALIDATION
-#                             images per class in the split (default: 1000 and 500, the post's)
-#   GPU_CHECK_DEVICE          the stages' --device (default: cuda; `cpu` dry-runs this script)
-#   CUDA_COMPUTE_CAP          compute capability for candle's CUDA kernels (default: from nvidia-smi)
-#   CARGO_FLAGS               extra cargo build flags (for example `--offline`)
+#   GPU_CHECK_DATA        an already split folder (train/ and validation/ class folders):
+#                         used as it is, SOURCE_DIR and the split are skipped
+#   GPU_CHECK_BIN         folder with the CUDA-built binaries (for example the unpacked bundle
+#                         of scripts/gpu-bundle.sh); unset: `cargo build --release` with every
+#                         crate's cuda feature into target/cuda
+#   GPU_CHECK_RUN         a launcher put before each binary (for example `.gpu/bin/gpu-env.sh`,
+#                         which sets LD_LIBRARY_PATH for the bundle)
+#   GPU_CHECK_BACKBONES   default "vgg16 efficientnet_lite0"; their pipelines are
+#                         pipelines/blog.toml and pipelines/efficientnet.toml
+#   GPU_CHECK_DEVICES     default "cuda cpu" (the first is compared against the second)
+#   GPU_CHECK_WORK        work folder (default: a new temporary folder)
+#   GPU_CHECK_TRAIN, GPU_CHECK_VALIDATION   images per class in the split (default 300, 150)
+#   GPU_CHECK_SMALL_EPOCHS, GPU_CHECK_TOP_EPOCHS, GPU_CHECK_FINETUNE_EPOCHS (default 5, 10, 2)
+#   GPU_CHECK_VIEWS       cached views per training image for fine-tuning (default 2)
+#   GPU_CHECK_TOLERANCE   largest accepted |GPU − CPU| validation accuracy (default 0.03)
+#   LITTLEDATA_VGG16_WEIGHTS, LITTLEDATA_EFFICIENTNET_LITE0_WEIGHTS
+#                         the backbones' weights (default: ../shared/models/...)
 set -Eeuo pipefail
 trap 'echo "gpu-check: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
-
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-SHARED=$(cd .. && pwd)/shared
+SHARED=${LITTLEDATA_SHARED:-$(cd .. && pwd)/shared}
 
 die() {
     echo "gpu-check: error: $*" >&2
     exit 1
 }
-
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 SOURCE=${1:-${LITTLEDATA_SOURCE:-$SHARED/data/dogs-vs-cats/train}}
-WEIGHTS=${LITTLEDATA_VGG16_WEIGHTS:-$SHARED/models/vgg16_imagenet_features.safetensors}
-VIEWS=${GPU_CHECK_VIEWS:-10}
+export LITTLEDATA_VGG16_WEIGHTS=${LITTLEDATA_VGG16_WEIGHTS:-$SHARED/models/vgg16_imagenet_features.safetensors}
+export LITTLEDATA_EFFICIENTNET_LITE0_WEIGHTS=${LITTLEDATA_EFFICIENTNET_LITE0_WEIGHTS:-$SHARED/models/efficientnet_lite0_imagenet.safetensors}
+BACKBONES=${GPU_CHECK_BACKBONES:-vgg16 efficientnet_lite0}
+DEVICES=${GPU_CHECK_DEVICES:-cuda cpu}
+TRAIN=${GPU_CHECK_TRAIN:-300}
+VALIDATION=${GPU_CHECK_VALIDATION:-150}
+SMALL_EPOCHS=${GPU_CHECK_SMALL_EPOCHS:-5}
 TOP_EPOCHS=${GPU_CHECK_TOP_EPOCHS:-10}
-BATCH=${GPU_CHECK_BATCH:-64}
-BUILD=${GPU_CHECK_BUILD:-1}
-TRAIN=${GPU_CHECK_TRAIN:-1000}
-VALIDATION=${GPU_CHECK_VALIDATION:-500}
-DEVICE=${GPU_CHECK_DEVICE:-cuda}
-LIVE=${GPU_CHECK_LIVE:-1}
+FINETUNE_EPOCHS=${GPU_CHECK_FINETUNE_EPOCHS:-2}
+VIEWS=${GPU_CHECK_VIEWS:-2}
+TOLERANCE=${GPU_CHECK_TOLERANCE:-0.03}
+read -r -a RUN <<<"${GPU_CHECK_RUN:-}"
 
-# --- What is there -------------------------------------------------------------------------
-[ -d "$SOURCE" ] || die "no photos at $SOURCE (give the folder as the first argument)"
-[ -f "$WEIGHTS" ] || die "no VGG16 weights at $WEIGHTS (set LITTLEDATA_VGG16_WEIGHTS)"
-for n in "$VIEWS" "$TOP_EPOCHS" "$BATCH" "$TRAIN" "$VALIDATION"; do
+for n in "$TRAIN" "$VALIDATION" "$SMALL_EPOCHS" "$TOP_EPOCHS" "$FINETUNE_EPOCHS" "$VIEWS"; do
     [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "the GPU_CHECK_* counts must be positive whole numbers, got '$n'"
 done
-GPU=0
-case "$DEVICE" in cuda | cuda:*) GPU=1 ;; esac
-FEATURES=()
-if [ "$GPU" = 1 ]; then
-    command -v nvidia-smi >/dev/null || die "nvidia-smi not found: no NVIDIA driver on this machine"
-    nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader \
-        >/dev/null 2>&1 || die "nvidia-smi cannot query a GPU"
-    echo "== GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader | head -n1)"
-    if [ -z "${CUDA_COMPUTE_CAP:-}" ]; then
-        CUDA_COMPUTE_CAP=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n1 | tr -d '. ')
-        export CUDA_COMPUTE_CAP
-    fi
-    echo "== CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP"
-    FEATURES=(--features "finetune/cuda extract/cuda")
-else
-    echo "== dry run on --device $DEVICE (no GPU involved)"
-fi
-echo "== CPU: $(nproc) cores; photos: $SOURCE; weights: $WEIGHTS"
+pipeline_of() {
+    case "$1" in
+    vgg16) echo "$ROOT/pipelines/blog.toml" ;;
+    efficientnet_lite0) echo "$ROOT/pipelines/efficientnet.toml" ;;
+    *) die "no pipeline file for backbone '$1' (known: vgg16, efficientnet_lite0)" ;;
+    esac
+}
+for b in $BACKBONES; do pipeline_of "$b" >/dev/null; done
 
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
-if [ "$BUILD" = 1 ]; then
-    command -v cargo >/dev/null || die "cargo not found: a Rust toolchain is needed to build"
-    if [ "$GPU" = 1 ]; then
-        command -v nvcc >/dev/null || die "nvcc not found: the CUDA build needs the CUDA toolkit on PATH"
-        echo "== nvcc: $(nvcc --version | tail -n1)"
-    fi
-    echo "== cargo: $(cargo --version)"
-    t=$(now)
-    # One build for every binary: they share one CUDA-enabled candle (features unify, so
-    # prep and train-top get it too).
-    # shellcheck disable=SC2086
-    cargo build --release --locked ${CARGO_FLAGS:-} \
-        -p prep -p extract -p train-top -p finetune "${FEATURES[@]}"
-    echo "== build: $(elapsed "$t") s"
+if [[ " $DEVICES " == *" cuda"* ]]; then
+    command -v nvidia-smi >/dev/null || die "nvidia-smi not found: no NVIDIA driver on this machine"
+    echo "== GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader | head -n1)"
 fi
-for b in prep extract train-top finetune; do
-    [ -x "$BIN/$b" ] || die "$BIN/$b is missing (build with GPU_CHECK_BUILD=1)"
+echo "== CPU: $(nproc) cores; devices: $DEVICES; backbones: $BACKBONES"
+
+# --- The binaries ---------------------------------------------------------------------------
+if [ -n "${GPU_CHECK_BIN:-}" ]; then
+    BIN=$(cd "$GPU_CHECK_BIN" && pwd)
+else
+    command -v cargo >/dev/null || die "cargo not found (or set GPU_CHECK_BIN to prebuilt binaries)"
+    command -v nvcc >/dev/null || die "nvcc not found: the CUDA build needs the CUDA toolkit on PATH"
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target/cuda}
+    t=$(now)
+    cargo build --release --locked -p prep -p extract -p train-top -p finetune -p train-small \
+        --features "$(scripts/cuda-features.sh)"
+    echo "== build: $(elapsed "$t") s"
+    BIN=$CARGO_TARGET_DIR/release
+fi
+for b in prep extract train-top finetune train-small; do
+    [ -x "$BIN/$b" ] || [ -f "$BIN/$b.xz" ] || die "$BIN/$b is missing"
 done
 
-WORK=${GPU_CHECK_DIR:-$(mktemp -d -t littledata-gpu-check.XXXXXX)}
+WORK=${GPU_CHECK_WORK:-$(mktemp -d -t littledata-gpu-check.XXXXXX)}
 mkdir -p "$WORK"
 LOG=$WORK/gpu-check.log
 : >"$LOG"
 echo "== work folder: $WORK (log: $LOG)"
 
-# GPU memory in use, sampled every half second while the stages run.
-MEM_LOG=$WORK/gpu-memory.csv
-: >"$MEM_LOG"
-SAMPLER=
-if [ "$GPU" = 1 ]; then
-    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 >"$MEM_LOG" 2>/dev/null &
-    SAMPLER=$!
+# --- The photos ----------------------------------------------------------------------------
+if [ -n "${GPU_CHECK_DATA:-}" ]; then
+    DATA=$(cd "$GPU_CHECK_DATA" && pwd)
+    [ -d "$DATA/train" ] && [ -d "$DATA/validation" ] || die "$DATA has no train/ and validation/"
+else
+    [ -d "$SOURCE" ] || die "no photos at $SOURCE (give the folder as the first argument)"
+    DATA=$WORK/data
+    "${RUN[@]}" "$BIN/prep" split --pipeline "$ROOT/pipelines/blog.toml" --source "$SOURCE" \
+        --set "data.dir=$DATA" --set "split.train=$TRAIN" --set "split.validation=$VALIDATION" \
+        >>"$LOG" 2>&1 || die "prep split failed (see $LOG)"
 fi
-cleanup() { if [ -n "$SAMPLER" ]; then kill "$SAMPLER" 2>/dev/null || true; fi; }
-trap cleanup EXIT
+echo "== photos: $DATA ($(find "$DATA/train" -type f | wc -l) training, $(find "$DATA/validation" -type f | wc -l) validation)"
 
-COMMON=(--pipeline "$ROOT/pipelines/blog.toml"
-    --set "data.dir=$WORK/data" --set "data.artifacts=$WORK/artifacts"
-    --set "bottleneck.batch_size=$BATCH"
-    --set "split.train=$TRAIN" --set "split.validation=$VALIDATION")
-SUMMARY=()
-
-# Runs one stage, logging its output and recording its wall-clock time.
-step() {
-    local name=$1
-    shift
-    echo
-    echo "== $name: $*"
-    local t
+# --- The stages ----------------------------------------------------------------------------
+declare -A ACC SECONDS
+FAILED=0
+# stage KEY DEVICE PIPELINE ARTIFACTS METRICS_DIR BINARY ARGS...: runs one stage, records its
+# wall time under KEY/DEVICE and, when METRICS_DIR is not "-", its validation accuracy.
+stage() {
+    local key=$1 device=$2 pipeline=$3 artifacts=$4 metrics=$5 bin=$6
+    shift 6
+    local t rc=0
     t=$(now)
-    "$@" 2>&1 | tee -a "$LOG"
-    local s
-    s=$(elapsed "$t")
-    echo "== $name: $s s"
-    SUMMARY+=("$(printf '%-28s %8s s' "$name" "$s")")
+    echo "-- $key on $device" >>"$LOG"
+    "${RUN[@]}" "$BIN/$bin" --pipeline "$pipeline" --device "$device" \
+        --set "data.dir=$DATA" --set "data.artifacts=$artifacts" "$@" >>"$LOG" 2>&1 || rc=$?
+    SECONDS[$key/$device]=$(elapsed "$t")
+    if [ "$rc" -ne 0 ]; then
+        echo "   $key on $device FAILED (exit $rc); the end of its output:"
+        tail -n 5 "$LOG" | sed 's/^/   | /'
+        ACC[$key/$device]=failed
+        FAILED=1
+        return 0
+    fi
+    if [ "$metrics" != - ]; then
+        ACC[$key/$device]=$(python3 -c 'import json,sys; print(f"{json.load(open(sys.argv[1]))[\"saved_val_acc\"]:.4f}")' \
+            "$artifacts/$metrics/metrics.json")
+    fi
+    printf '   %-34s %-5s %8s s  %s\n' "$key" "$device" "${SECONDS[$key/$device]}" "${ACC[$key/$device]:-}"
 }
 
-step "split (CPU)" "$BIN/prep" split "${COMMON[@]}" --source "$SOURCE"
-step "extract-bottlenecks ($DEVICE)" "$BIN/extract" "${COMMON[@]}" --device "$DEVICE" --weights "$WEIGHTS"
-step "train-top ($DEVICE)" "$BIN/train-top" "${COMMON[@]}" --device "$DEVICE" \
-    --set "top.epochs=$TOP_EPOCHS"
-step "finetune, view cache ($DEVICE)" "$BIN/finetune" "${COMMON[@]}" --device "$DEVICE" \
-    --weights "$WEIGHTS" --set finetune.epochs=1 --set "finetune.views=$VIEWS"
-cp "$WORK/artifacts/finetune/metrics.json" "$WORK/metrics-view-cache.json"
-if [ "$LIVE" = 1 ]; then
-    step "finetune, live ($DEVICE)" "$BIN/finetune" "${COMMON[@]}" --device "$DEVICE" \
-        --weights "$WEIGHTS" --set finetune.epochs=1 --live
-    cp "$WORK/artifacts/finetune/metrics.json" "$WORK/metrics-live.json"
-fi
-cleanup
-
-echo
-echo "== summary (wall-clock, each step's process start to end)"
-printf '%s\n' "${SUMMARY[@]}"
-if [ -s "$MEM_LOG" ]; then
-    echo "peak GPU memory in use: $(sort -n "$MEM_LOG" | tail -n1) MiB"
-fi
-for m in "$WORK"/metrics-*.json; do
-    [ -f "$m" ] || continue
-    echo "-- $(basename "$m")"
-    grep -E '"(mode|views|device|seconds_per_epoch|train_images_per_second|cache_seconds|training_seconds|saved_val_acc|saved_val_loss)"' "$m" |
-        sed 's/^ */   /'
+ROWS=()
+for device in $DEVICES; do
+    echo "== $device"
+    art=$WORK/$device
+    stage "1. small convnet" "$device" "$ROOT/pipelines/blog.toml" "$art/small" small_cnn \
+        train-small --set "small_cnn.epochs=$SMALL_EPOCHS"
+    for b in $BACKBONES; do
+        p=$(pipeline_of "$b")
+        stage "2. $b extract" "$device" "$p" "$art/$b" - extract
+        stage "2. $b top model" "$device" "$p" "$art/$b" top \
+            train-top --set "top.epochs=$TOP_EPOCHS"
+        stage "3. $b fine-tuned" "$device" "$p" "$art/$b" finetune \
+            finetune --set "finetune.epochs=$FINETUNE_EPOCHS" --set "finetune.views=$VIEWS"
+    done
 done
-echo "== done; everything is in $WORK"
+
+# --- The comparison ------------------------------------------------------------------------
+read -r -a DEVS <<<"$DEVICES"
+A=${DEVS[0]}
+B=${DEVS[1]:-}
+echo
+echo "== validation accuracy and wall time per stage (same seed; $TRAIN + $VALIDATION images per class)"
+printf '%-30s %10s %10s %8s %10s %10s\n' stage "$A acc" "${B:+$B acc}" "|diff|" "$A s" "${B:+$B s}"
+KEYS=("1. small convnet")
+for b in $BACKBONES; do KEYS+=("2. $b extract" "2. $b top model" "3. $b fine-tuned"); done
+for k in "${KEYS[@]}"; do
+    a=${ACC[$k/$A]:-} c=${ACC[$k/$B]:-} diff=
+    if [[ "$a" =~ ^[0-9.]+$ && "$c" =~ ^[0-9.]+$ ]]; then
+        diff=$(awk -v a="$a" -v c="$c" 'BEGIN { d = a - c; if (d < 0) d = -d; printf "%.4f", d }')
+        if awk -v d="$diff" -v t="$TOLERANCE" 'BEGIN { exit !(d > t) }'; then
+            diff="$diff !"
+            FAILED=1
+        fi
+    fi
+    printf '%-30s %10s %10s %8s %10s %10s\n' "$k" "${a:-—}" "${c:-—}" "${diff:-—}" \
+        "${SECONDS[$k/$A]:-—}" "${SECONDS[$k/$B]:-—}"
+done
+echo "(|diff| above $TOLERANCE is marked !; the full log is $LOG)"
+if [ "$FAILED" = 1 ]; then
+    echo "== gpu-check: FAILED"
+    exit 1
+fi
+echo "== gpu-check: passed"

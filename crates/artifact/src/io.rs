@@ -26,6 +26,8 @@ pub fn atomic_write_with(
 ) -> Result<()> {
     let dir = parent_dir(path);
     std::fs::create_dir_all(&dir).map_err(|e| ArtifactError::io(&dir, e))?;
+    // What a killed writer of the same file left; best effort, as the write does not need it.
+    let _ = crate::temp::remove_stale_temps(&dir, Some(path));
     let mut tmp = crate::temp::create_temp(&dir, path).map_err(|e| ArtifactError::io(&dir, e))?;
     fill(tmp.as_file_mut()).map_err(|e| ArtifactError::io(path, e))?;
     tmp.as_file_mut()

@@ -265,7 +265,13 @@ pub(crate) fn load(
     optimizer: &mut Optimizer,
     identity: &RunIdentity,
 ) -> Result<RunState> {
-    let (tensors, meta) = artifact::load(path, &params.device())?;
+    let (tensors, meta) = artifact::load(path, &params.device()).map_err(|e| match e {
+        artifact::ArtifactError::Damaged { reason, .. } => EngineError::checkpoint(
+            path,
+            format!("damaged ({reason}); run without --resume to start the run over"),
+        ),
+        other => other.into(),
+    })?;
     match meta.get(FORMAT_KEY).map(String::as_str) {
         Some(FORMAT) => {}
         Some(other) => {

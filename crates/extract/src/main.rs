@@ -30,8 +30,10 @@ struct Cli {
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Compute one contiguous slice only, `i/n` with i from 1 to n, into
-    /// `<file>.shard-i-of-n.safetensors`; join a complete set with `extract merge`.
-    #[arg(long, value_name = "I/N")]
+    /// `<file>.shard-i-of-n.safetensors`; join a complete set with `extract merge`. `auto`
+    /// takes i and n from a Slurm array task, `auto/N` (or LITTLEDATA_SHARD_COUNT=N) from a
+    /// Kubernetes Indexed Job's JOB_COMPLETION_INDEX (docs/cluster.md).
+    #[arg(long, value_name = "I/N|auto[/N]")]
     shard: Option<Shard>,
     /// With `merge`: keep the shard files after merging (they are removed otherwise).
     #[arg(long)]

@@ -215,12 +215,9 @@ pub fn extract(pipeline: &Pipeline, options: &ExtractOptions) -> Result<ExtractR
         });
     }
 
+    // What a killed run left (a forced rerun's too, even when the files are up to date now).
+    artifact::remove_stale_temps(&dir, None)?;
     let needs_work = planned.iter().any(|p| p.reason.is_some());
-    if needs_work {
-        for p in &planned {
-            artifact::remove_stale_temps(&dir, Some(&p.path))?;
-        }
-    }
     let backbone = if needs_work {
         Some(Backbone::load(
             pipeline.bottleneck.backbone,

@@ -356,7 +356,13 @@ pub fn run<T: Trainer>(
 ) -> Result<StageReport> {
     let started = Instant::now();
     let out = StageDir::new(T::dir(&pipeline.layout()));
-    artifact::remove_stale_temps(&out.dir, None)?;
+    for dir in [
+        out.dir.clone(),
+        out.dir.join("checkpoints"),
+        out.dir.join(pipeline::layout::EVALUATION_DIR),
+    ] {
+        artifact::remove_stale_temps(&dir, None)?;
+    }
     let plan = trainer.plan(pipeline, options)?;
     let seed = pipeline.data.seed;
     let provenance = plan.provenance(T::STAGE, seed);
