@@ -87,7 +87,9 @@ else
     echo "== build: $(elapsed "$t") s"
     BIN=$CARGO_TARGET_DIR/release
 fi
-for b in prep extract train-top finetune train-small; do
+NEEDED=(extract train-top finetune train-small)
+[ -n "${GPU_CHECK_DATA:-}" ] || NEEDED+=(prep)
+for b in "${NEEDED[@]}"; do
     [ -x "$BIN/$b" ] || [ -f "$BIN/$b.xz" ] || die "$BIN/$b is missing"
 done
 
@@ -108,10 +110,12 @@ else
         --set "data.dir=$DATA" --set "split.train=$TRAIN" --set "split.validation=$VALIDATION" \
         >>"$LOG" 2>&1 || die "prep split failed (see $LOG)"
 fi
-echo "== photos: $DATA ($(find "$DATA/train" -type f | wc -l) training, $(find "$DATA/validation" -type f | wc -l) validation)"
+N_TRAIN=$(find "$DATA/train" -type f | wc -l)
+N_VALIDATION=$(find "$DATA/validation" -type f | wc -l)
+echo "== photos: $DATA ($N_TRAIN training, $N_VALIDATION validation)"
 
 # --- The stages ----------------------------------------------------------------------------
-declare -A ACC SECONDS
+declare -A ACC TOOK
 FAILED=0
 # stage KEY DEVICE PIPELINE ARTIFACTS METRICS_DIR BINARY ARGS...: runs one stage, records its
 # wall time under KEY/DEVICE and, when METRICS_DIR is not "-", its validation accuracy.
@@ -123,7 +127,7 @@ stage() {
     echo "-- $key on $device" >>"$LOG"
     "${RUN[@]}" "$BIN/$bin" --pipeline "$pipeline" --device "$device" \
         --set "data.dir=$DATA" --set "data.artifacts=$artifacts" "$@" >>"$LOG" 2>&1 || rc=$?
-    SECONDS[$key/$device]=$(elapsed "$t")
+    TOOK[$key/$device]=$(elapsed "$t")
     if [ "$rc" -ne 0 ]; then
         echo "   $key on $device FAILED (exit $rc); the end of its output:"
         tail -n 5 "$LOG" | sed 's/^/   | /'
@@ -132,10 +136,10 @@ stage() {
         return 0
     fi
     if [ "$metrics" != - ]; then
-        ACC[$key/$device]=$(python3 -c 'import json,sys; print(f"{json.load(open(sys.argv[1]))[\"saved_val_acc\"]:.4f}")' \
+        ACC[$key/$device]=$(python3 -c 'import json, sys; print("%.4f" % json.load(open(sys.argv[1]))["saved_val_acc"])' \
             "$artifacts/$metrics/metrics.json")
     fi
-    printf '   %-34s %-5s %8s s  %s\n' "$key" "$device" "${SECONDS[$key/$device]}" "${ACC[$key/$device]:-}"
+    printf '   %-34s %-5s %8s s  %s\n' "$key" "$device" "${TOOK[$key/$device]}" "${ACC[$key/$device]:-}"
 }
 
 ROWS=()
@@ -159,7 +163,7 @@ read -r -a DEVS <<<"$DEVICES"
 A=${DEVS[0]}
 B=${DEVS[1]:-}
 echo
-echo "== validation accuracy and wall time per stage (same seed; $TRAIN + $VALIDATION images per class)"
+echo "== validation accuracy and wall time per stage (same seed; $N_TRAIN training and $N_VALIDATION validation images)"
 printf '%-30s %10s %10s %8s %10s %10s\n' stage "$A acc" "${B:+$B acc}" "|diff|" "$A s" "${B:+$B s}"
 KEYS=("1. small convnet")
 for b in $BACKBONES; do KEYS+=("2. $b extract" "2. $b top model" "3. $b fine-tuned"); done
@@ -173,7 +177,7 @@ for k in "${KEYS[@]}"; do
         fi
     fi
     printf '%-30s %10s %10s %8s %10s %10s\n' "$k" "${a:-—}" "${c:-—}" "${diff:-—}" \
-        "${SECONDS[$k/$A]:-—}" "${SECONDS[$k/$B]:-—}"
+        "${TOOK[$k/$A]:-—}" "${TOOK[$k/$B]:-—}"
 done
 echo "(|diff| above $TOLERANCE is marked !; the full log is $LOG)"
 if [ "$FAILED" = 1 ]; then
