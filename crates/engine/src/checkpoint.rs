@@ -272,6 +272,44 @@ pub(crate) fn load(
         ),
         other => other.into(),
     })?;
+    let stored = read_stored(path, &meta)?;
+    check_identity(path, &stored, identity, params)?;
+    let dropout_rng = stored.dropout_rng.restore().ok_or_else(|| {
+        EngineError::checkpoint(path, "the saved random-generator state is malformed")
+    })?;
+    if stored.history.epochs.len() != stored.epochs_done {
+        return Err(EngineError::checkpoint(
+            path,
+            format!(
+                "it records {} epochs done but holds a history of {}",
+                stored.epochs_done,
+                stored.history.epochs.len()
+            ),
+        ));
+    }
+    for p in params.iter() {
+        if !tensors.contains_key(&format!("param/{}", p.name)) {
+            return Err(EngineError::checkpoint(
+                path,
+                format!("parameter `{}` is missing", p.name),
+            ));
+        }
+    }
+    optimizer.load_state(stored.iterations, &tensors, path)?;
+    params.assign(&tensors, path, "param/")?;
+    Ok(RunState {
+        epochs_done: stored.epochs_done,
+        partial: stored.partial,
+        history: stored.history,
+        best: stored.best,
+        early_stopping: stored.early_stopping,
+        stopped_early: stored.stopped_early,
+        dropout_rng,
+    })
+}
+
+/// The run state a checkpoint's metadata holds, after checking its format.
+fn read_stored(path: &Path, meta: &Metadata) -> Result<StoredState> {
     match meta.get(FORMAT_KEY).map(String::as_str) {
         Some(FORMAT) => {}
         Some(other) => {
@@ -290,9 +328,19 @@ pub(crate) fn load(
     let raw = meta
         .get(STATE_KEY)
         .ok_or_else(|| EngineError::checkpoint(path, "the `engine.state` metadata is missing"))?;
-    let stored: StoredState = serde_json::from_str(raw).map_err(|e| {
+    serde_json::from_str(raw).map_err(|e| {
         EngineError::checkpoint(path, format!("the `engine.state` metadata is invalid: {e}"))
-    })?;
+    })
+}
+
+/// Why a checkpoint does not belong to a run like this one (same seed, optimizer, settings,
+/// inputs, data size, trainable parameters), or `Ok` when it does.
+fn check_identity(
+    path: &Path,
+    stored: &StoredState,
+    identity: &RunIdentity,
+    params: &Params,
+) -> Result<()> {
     if stored.seed != identity.seed {
         return Err(EngineError::checkpoint(
             path,
@@ -358,38 +406,7 @@ pub(crate) fn load(
             .unwrap_or_else(|| "the trainable parameters differ".into());
         return Err(EngineError::checkpoint(path, differs));
     }
-    let dropout_rng = stored.dropout_rng.restore().ok_or_else(|| {
-        EngineError::checkpoint(path, "the saved random-generator state is malformed")
-    })?;
-    if stored.history.epochs.len() != stored.epochs_done {
-        return Err(EngineError::checkpoint(
-            path,
-            format!(
-                "it records {} epochs done but holds a history of {}",
-                stored.epochs_done,
-                stored.history.epochs.len()
-            ),
-        ));
-    }
-    for p in params.iter() {
-        if !tensors.contains_key(&format!("param/{}", p.name)) {
-            return Err(EngineError::checkpoint(
-                path,
-                format!("parameter `{}` is missing", p.name),
-            ));
-        }
-    }
-    optimizer.load_state(stored.iterations, &tensors, path)?;
-    params.assign(&tensors, path, "param/")?;
-    Ok(RunState {
-        epochs_done: stored.epochs_done,
-        partial: stored.partial,
-        history: stored.history,
-        best: stored.best,
-        early_stopping: stored.early_stopping,
-        stopped_early: stored.stopped_early,
-        dropout_rng,
-    })
+    Ok(())
 }
 
 /// What a changed run input means, in words, for the resume refusal.

@@ -202,17 +202,7 @@ pub fn fit(
         run: config.run_inputs.clone(),
     };
     let mut recorder = Recorder::new(config.out_dir.as_deref(), identity, config.verbosity);
-    let mut state = if config.resume {
-        let mut state =
-            recorder.resume(params, &mut optimizer, train.num_batches(), config.epochs)?;
-        state.best = state.best.filter(|b| Some(b.metric) == config.keep_best);
-        state.early_stopping = state
-            .early_stopping
-            .filter(|s| Some(s.monitor) == config.early_stopping.map(|e| e.monitor));
-        state
-    } else {
-        recorder.start_fresh(config.seed)?
-    };
+    let mut state = start_state(config, &mut recorder, params, &mut optimizer, train)?;
     let keep_best = config.keep_best.map(|metric| {
         KeepBest::new(
             metric,
@@ -221,20 +211,9 @@ pub fn fit(
             config.verbosity,
         )
     });
-    let finish = |status, state: RunState, recorder: &Recorder| -> Result<FitOutcome> {
-        let restored = match (&keep_best, config.restore_best) {
-            (Some(k), true) if !matches!(status, FitStatus::Interrupted { .. }) => {
-                k.restore(state.best, params)?
-            }
-            _ => None,
-        };
-        Ok(FitOutcome {
-            status,
-            weights_epoch: restored.unwrap_or(state.epochs_done),
-            history: state.history,
-            best: state.best,
-            paths: recorder.paths().cloned(),
-        })
+    let restore = keep_best.as_ref().filter(|_| config.restore_best);
+    let finish = |status, state: RunState, recorder: &Recorder| {
+        outcome(status, state, recorder, restore, params)
     };
     if let Some(epoch) = state.stopped_early {
         return finish(FitStatus::EarlyStopped { epoch }, state, &recorder);
@@ -290,21 +269,7 @@ pub fn fit(
         }
 
         progress.validating();
-        let validated = Instant::now();
-        let val = match validation.as_deref_mut() {
-            Some(v) => Some(run_eval(network, v, task, false, "validation data")?),
-            None => None,
-        };
-        let record = EpochRecord {
-            epoch,
-            loss: run.loss_sum / run.count as f64,
-            acc: run.correct as f64 / run.count as f64,
-            val_loss: val.as_ref().map(|e| e.loss),
-            val_acc: val.as_ref().map(|e| e.acc),
-            seconds: run.seconds + started.elapsed().as_secs_f64(),
-            val_seconds: val.is_some().then(|| validated.elapsed().as_secs_f64()),
-            lr,
-        };
+        let record = validate_epoch(network, validation.as_deref_mut(), task, &run, started, lr)?;
         progress.finish(&record);
         state.history.epochs.push(record.clone());
         state.epochs_done = epoch;
@@ -337,4 +302,75 @@ pub fn fit(
         }
     }
     finish(FitStatus::Completed, state, &recorder)
+}
+
+/// What `fit` returns: with the best epoch's weights put back in `params` when `restore` is
+/// given and the run was not interrupted.
+fn outcome(
+    status: FitStatus,
+    state: RunState,
+    recorder: &Recorder,
+    restore: Option<&KeepBest>,
+    params: &Params,
+) -> Result<FitOutcome> {
+    let restored = match restore {
+        Some(k) if !matches!(status, FitStatus::Interrupted { .. }) => {
+            k.restore(state.best, params)?
+        }
+        _ => None,
+    };
+    Ok(FitOutcome {
+        status,
+        weights_epoch: restored.unwrap_or(state.epochs_done),
+        history: state.history,
+        best: state.best,
+        paths: recorder.paths().cloned(),
+    })
+}
+
+/// The run's state at the start: from the checkpoint when resuming (its keep-best and
+/// early-stopping records kept only when they watch what this run watches), else fresh.
+fn start_state(
+    config: &FitConfig,
+    recorder: &mut Recorder,
+    params: &Params,
+    optimizer: &mut Optimizer,
+    train: &dyn BatchSource,
+) -> Result<RunState> {
+    if !config.resume {
+        return recorder.start_fresh(config.seed);
+    }
+    let mut state = recorder.resume(params, optimizer, train.num_batches(), config.epochs)?;
+    state.best = state.best.filter(|b| Some(b.metric) == config.keep_best);
+    state.early_stopping = state
+        .early_stopping
+        .filter(|s| Some(s.monitor) == config.early_stopping.map(|e| e.monitor));
+    Ok(state)
+}
+
+/// Validates after an epoch's training (when there is validation data) and makes the epoch's
+/// record, with the training and validation times.
+fn validate_epoch<'a>(
+    network: &dyn Network,
+    validation: Option<&mut (dyn BatchSource + 'a)>,
+    task: Task,
+    run: &PartialEpoch,
+    started: Instant,
+    lr: f64,
+) -> Result<EpochRecord> {
+    let validated = Instant::now();
+    let val = match validation {
+        Some(v) => Some(run_eval(network, v, task, false, "validation data")?),
+        None => None,
+    };
+    Ok(EpochRecord {
+        epoch: run.epoch,
+        loss: run.loss_sum / run.count as f64,
+        acc: run.correct as f64 / run.count as f64,
+        val_loss: val.as_ref().map(|e| e.loss),
+        val_acc: val.as_ref().map(|e| e.acc),
+        seconds: run.seconds + started.elapsed().as_secs_f64(),
+        val_seconds: val.is_some().then(|| validated.elapsed().as_secs_f64()),
+        lr,
+    })
 }
