@@ -32,8 +32,8 @@ evaluate MODEL="artifacts/small_cnn" DATA="data/validation" *ARGS:
 predict MODEL *IMAGES:
     cargo run {{cargo_flags}} -p classify -- predict --model {{MODEL}} {{IMAGES}}
 
-# Cache VGG16 conv-base features of data/train and data/validation (method 2, part 1);
-# `--shard i/n` computes one slice, `merge` joins the slices.
+# `--shard i/n` (or `auto` under Slurm/Kubernetes) computes one slice; `merge` joins them.
+# Cache the pretrained backbone's features of the splits (method 2, part 1).
 extract-bottlenecks *ARGS:
     cargo run {{cargo_flags}} -p extract -- --pipeline {{pipeline}} {{ARGS}}
 
@@ -41,7 +41,8 @@ extract-bottlenecks *ARGS:
 train-top *ARGS:
     cargo run {{cargo_flags}} -p train-top -- --pipeline {{pipeline}} {{ARGS}}
 
-# Fine-tune VGG16 block 5 + the trained top model (method 3); `--live` for live augmentation.
+# `--live` for live augmentation instead of the view cache.
+# Fine-tune the backbone's tail (VGG16: block 5) + the trained top model (method 3).
 finetune *ARGS:
     cargo run {{cargo_flags}} -p finetune -- --pipeline {{pipeline}} {{ARGS}}
 
