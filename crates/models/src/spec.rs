@@ -282,6 +282,9 @@ impl ModelSpec {
 }
 
 /// Any model a spec describes, as one [`Network`] on preprocessed images `[N, 3, H, W]`.
+// One value per loaded model, never held in bulk: the size difference between the variants
+// (larger with CUDA's device handles) costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Model {
     /// The small convnet.
