@@ -7,6 +7,8 @@
 //! gradient. As in [`crate::ops`], only `cpu_fwd` is implemented: the entry points route other
 //! devices and dtypes to candle's own ops.
 
+use std::borrow::Cow;
+
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -39,6 +41,34 @@ fn data<'a>(
         Some((a, b)) => Ok(&all[a..b]),
         None => Err(KernelError::NotContiguous { op, operand }.into()),
     }
+}
+
+/// `[n, c, hw]` → `[c, n·hw]`: channel `ch` of every image side by side, so that a 1 × 1
+/// convolution of the whole batch is one matrix product (a single image is already laid out so).
+fn side_by_side(x: &[f32], n: usize, c: usize, hw: usize) -> Cow<'_, [f32]> {
+    if n <= 1 || c == 0 || hw == 0 {
+        return Cow::Borrowed(x);
+    }
+    let mut out = vec![0.0f32; n * c * hw];
+    out.par_chunks_mut(n * hw).enumerate().for_each(|(ch, dst)| {
+        for (img, d) in dst.chunks_exact_mut(hw).enumerate() {
+            d.copy_from_slice(&x[(img * c + ch) * hw..][..hw]);
+        }
+    });
+    Cow::Owned(out)
+}
+
+/// `[c, n·hw]` → `[n, c, hw]`, the inverse of [`side_by_side`].
+fn image_by_image(xt: &[f32], n: usize, c: usize, hw: usize) -> Vec<f32> {
+    if n <= 1 || c == 0 || hw == 0 {
+        return xt.to_vec();
+    }
+    let mut out = vec![0.0f32; n * c * hw];
+    out.par_chunks_mut(hw).enumerate().for_each(|(plane, d)| {
+        let (img, ch) = (plane / c, plane % c);
+        d.copy_from_slice(&xt[ch * n * hw + img * hw..][..hw]);
+    });
+    out
 }
 
 /// A shape error for `operand` of `op`.
@@ -428,28 +458,34 @@ impl Pointwise {
         };
         let isa = Isa::detect();
         let ldw = c + usize::from(self.bias_col);
-        let mut y = vec![0.0f32; n * o * hw];
-        for (img, yn) in y.chunks_exact_mut(o * hw).enumerate() {
-            let xn = &xd[img * c * hw..(img + 1) * c * hw];
-            gemm(
-                isa,
-                o,
-                hw,
-                c,
-                Mat::rows(wd, ldw),
-                Mat::rows(xn, hw),
-                yn,
-                hw,
-                false,
-            );
+        // One GEMM over the whole batch, `[o, c] · [c, n·hw]`: at the small maps of a network's
+        // tail (7 × 7) one GEMM per image would be too narrow to keep the cores busy.
+        let cols = n * hw;
+        if cols == 0 || o == 0 {
+            return Ok((CpuStorage::F32(Vec::new()), Shape::from((n, o, h, wdt))));
         }
+        let xt = side_by_side(xd, n, c, hw);
+        let mut yt = vec![0.0f32; o * cols];
+        gemm(
+            isa,
+            o,
+            cols,
+            c,
+            Mat::rows(wd, ldw),
+            Mat::rows(&xt, cols),
+            &mut yt,
+            cols,
+            false,
+        );
         let (relu6, bias_col) = (self.relu6, self.bias_col);
+        let mut y = vec![0.0f32; n * o * hw];
         y.par_chunks_mut(hw).enumerate().for_each(|(plane, yp)| {
-            let oc = plane % o;
+            let (img, oc) = (plane / o, plane % o);
+            let src = &yt[oc * cols + img * hw..][..hw];
             let b = if bias_col { wd[oc * ldw + c] } else { 0.0 };
             let rp = rd.map(|r| &r[plane * hw..(plane + 1) * hw]);
-            for (p, v) in yp.iter_mut().enumerate() {
-                let mut t = *v + b;
+            for (p, (v, &s)) in yp.iter_mut().zip(src).enumerate() {
+                let mut t = s + b;
                 if let Some(r) = rp {
                     t += r[p];
                 }
@@ -583,22 +619,21 @@ impl CustomOp2 for PointwiseInputGrad {
         let g = data(self.name(), "grad", s1, l1)?;
         let wd = data(self.name(), "weight", s2, l2)?;
         let hw = h * w;
-        let isa = Isa::detect();
-        let mut gx = vec![0.0f32; n * c * hw];
-        for (img, gxn) in gx.chunks_exact_mut(c * hw).enumerate() {
-            let gn = &g[img * o * hw..(img + 1) * o * hw];
-            gemm(
-                isa,
-                c,
-                hw,
-                o,
-                Mat::cols(wd, ldw),
-                Mat::rows(gn, hw),
-                gxn,
-                hw,
-                false,
-            );
-        }
+        let cols = n * hw;
+        let gt = side_by_side(g, n, o, hw);
+        let mut gxt = vec![0.0f32; c * cols];
+        gemm(
+            Isa::detect(),
+            c,
+            cols,
+            o,
+            Mat::cols(wd, ldw),
+            Mat::rows(&gt, cols),
+            &mut gxt,
+            cols,
+            false,
+        );
+        let gx = image_by_image(&gxt, n, c, hw);
         Ok((CpuStorage::F32(gx), Shape::from((n, c, h, w))))
     }
 }
@@ -634,23 +669,22 @@ impl CustomOp2 for PointwiseWeightGrad {
         let xd = data(self.name(), "x", s2, l2)?;
         let hw = h * w;
         let ldw = c + usize::from(self.bias_col);
-        let isa = Isa::detect();
+        // One GEMM reducing over the whole batch, `[o, n·hw] · [n·hw, c]`.
+        let cols = n * hw;
+        let gt = side_by_side(g, n, o, hw);
+        let xt = side_by_side(xd, n, c, hw);
         let mut gw = vec![0.0f32; o * ldw];
-        for img in 0..n {
-            let gn = &g[img * o * hw..(img + 1) * o * hw];
-            let xn = &xd[img * c * hw..(img + 1) * c * hw];
-            gemm(
-                isa,
-                o,
-                c,
-                hw,
-                Mat::rows(gn, hw),
-                Mat::cols(xn, hw),
-                &mut gw,
-                ldw,
-                img > 0,
-            );
-        }
+        gemm(
+            Isa::detect(),
+            o,
+            c,
+            cols,
+            Mat::rows(&gt, cols),
+            Mat::cols(&xt, cols),
+            &mut gw,
+            ldw,
+            false,
+        );
         if self.bias_col {
             let sums: Vec<f64> = (0..o)
                 .into_par_iter()
