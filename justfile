@@ -69,11 +69,12 @@ demo *ARGS:
 smoke:
     CARGO_FLAGS="{{cargo_flags}}" scripts/smoke.sh
 
-# The workspace's tests, then the smoke run of the chain on the debug build they made.
+# The workspace's tests, then the smoke run of the chain on the binaries their build made (no
+# second build: a build of fewer packages would unify features differently and recompile).
 # Run every test (the CI command).
 test:
     cargo test --workspace --locked
-    CARGO_FLAGS=--locked scripts/smoke.sh
+    BIN_DIR="${CARGO_TARGET_DIR:-target}/debug" scripts/smoke.sh
 
 # Formatting and lints, as CI checks them.
 lint:

@@ -16,7 +16,9 @@
 #   --set, --seed  passed to every stage that reads the pipeline file
 #   --summary FILE also write the table as tab-separated `stage, seconds, status` lines
 #
-# Environment: CARGO_FLAGS, the cargo flags of the one build at the start (default --release).
+# Environment: CARGO_FLAGS, the cargo flags of the one build at the start (default --release);
+# BIN_DIR, a folder holding binaries already built (for example target/debug right after
+# `cargo test --workspace`, which builds every stage binary): no build then.
 set -euo pipefail
 export LC_NUMERIC=C # a decimal point in $EPOCHREALTIME and awk
 cd "$(dirname "$0")/.."
@@ -106,9 +108,20 @@ build() {
 }
 
 # One build first, so that no stage's time includes compiling; the stages run what it built.
-run_stage build build
-bin=$(tail -n 1 "$log")
-bin=${bin#binaries in }
+if [[ -n "${BIN_DIR:-}" ]]; then
+    for exe in pipeline prep preview train-small extract train-top finetune classify report; do
+        if [[ ! -x "$BIN_DIR/$exe" ]]; then
+            echo "error: BIN_DIR=$BIN_DIR has no $exe binary; build it or unset BIN_DIR" >&2
+            exit 1
+        fi
+    done
+    bin=$BIN_DIR
+    record build 0.0 "skipped (binaries in $bin)"
+else
+    run_stage build build
+    bin=$(tail -n 1 "$log")
+    bin=${bin#binaries in }
+fi
 
 # setting KEY: the effective value of a setting, as the stages see it.
 setting() {

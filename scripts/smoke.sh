@@ -6,7 +6,7 @@
 #
 # Needs LITTLEDATA_SHARED (the folder with data/dogs-vs-cats/train and the VGG16 weights in
 # models/). Without it the run is skipped with a note, except under CI (`CI` set): a failure.
-# Environment: CARGO_FLAGS, as for scripts/chain.sh.
+# Environment: CARGO_FLAGS and BIN_DIR, as for scripts/chain.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
