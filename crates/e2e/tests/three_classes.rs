@@ -5,6 +5,11 @@
 //! three-way softmax (class mode `categorical`, classes in the order cats, dogs, mono,
 //! probability rows summing to 1, a 3×3 confusion matrix), and the top model must clearly beat
 //! chance (1/3).
+//!
+//! The hub backbones (ConvNeXt-Tiny, ResNet-50) run extract → train-top → `classify evaluate`
+//! on random weights from a local hf-hub cache at 64×64 (the categorical flow and the artifacts'
+//! shapes are the point, not accuracy), and `finetune` must refuse them, naming the backbone,
+//! before it writes anything.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -185,6 +190,9 @@ fn three_classes_through(test: &str, backbone: BackboneKind, size: u32, min_top_
     let weights = match backbone {
         BackboneKind::Vgg16 => testkit::vgg16_weights(&shared),
         BackboneKind::EfficientNetLite0 => lite0_weights(&shared),
+        BackboneKind::ConvNextTiny | BackboneKind::ResNet50 => {
+            panic!("{backbone} has no pretrained weights in the shared folder")
+        }
     };
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
@@ -327,4 +335,126 @@ fn three_classes_through_efficientnet_lite0() {
         128,
         0.7,
     );
+}
+
+/// Extract → train-top → `classify evaluate` for a hub backbone, on deterministic random
+/// weights in a local hf-hub cache (the pipeline's `weights` names the cache's snapshot file)
+/// at 64×64, 5 epochs: three-way softmax models with `[N, C, 1, 1]` features. Then `finetune`
+/// refuses the backbone with the message naming it, and the artifacts folder is unchanged.
+fn three_classes_through_hub(test: &str, backbone: BackboneKind) {
+    let Some(shared) = testkit::shared_dir(test) else {
+        return;
+    };
+    let model = backbone.hub_model().expect("a hub backbone");
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let artifacts = dir.path().join("artifacts");
+    write_data(&shared, &data);
+    let (weights, sha256) = testkit::hub::populate_cache(&dir.path().join("hf_home/hub"), model);
+    let text = format!(
+        "{}[bottleneck]\nbackbone = {:?}\nweights = {:?}\nbatch_size = 8\n\
+         target_size = [64, 64]\n\n\
+         [top]\nepochs = 5\nbatch_size = 8\n\n\
+         [finetune]\nepochs = 1\nbatch_size = 8\nviews = 1\n",
+        data_section(&data, &artifacts, [64, 64]),
+        backbone.name(),
+        weights.to_str().unwrap(),
+    );
+    let p = pipeline(&text, &[]);
+    assert_eq!(p.bottleneck.backbone, backbone);
+    assert_eq!(
+        p.bottleneck.pixel_preprocessing(),
+        imagedata::Preprocessing::imagenet()
+    );
+
+    // extract: one pooled row `[C, 1, 1]` per image, labels 0, 1, 2 in class order, recorded
+    // as made with the cache's weights.
+    let mut e = extract::ExtractOptions::new(Device::Cpu);
+    e.progress = false;
+    extract::extract(&p, &e).unwrap();
+    let (c, h, w) = backbone.feature_shape((64, 64)).unwrap();
+    assert_eq!((c, h, w), (model.feature_dim(), 1, 1));
+    let (train, train_meta) = load(&artifacts.join("bottleneck/train.safetensors"));
+    assert_eq!(train["features"].dims(), [3 * TRAIN, c, h, w]);
+    assert_eq!(
+        train["labels"].to_vec1::<u32>().unwrap(),
+        [[0u32; TRAIN], [1; TRAIN], [2; TRAIN]].concat()
+    );
+    let recorded = serde_json::to_string(&train_meta).unwrap();
+    assert!(
+        recorded.contains(&sha256) && recorded.contains(backbone.name()),
+        "{backbone}: the features do not record the weights' sha256 and the backbone: {recorded}"
+    );
+    let (val, _) = load(&artifacts.join("bottleneck/validation.safetensors"));
+    assert_eq!(val["features"].dims(), [3 * VALIDATION, c, h, w]);
+    let features = testkit::values(&train["features"]);
+    assert!(
+        features.iter().all(|v| v.is_finite()) && features.iter().any(|&v| v != features[0]),
+        "{backbone}: degenerate features"
+    );
+
+    // train-top: a three-way softmax on the pooled features.
+    let mut o = train_top::TopOptions::new(Device::Cpu);
+    o.stage.verbosity = engine::Verbosity::Quiet;
+    let top = train_top::train_top(&p, &o).unwrap();
+    let m = trained(&top.outcome);
+    assert_categorical(&top.dir, m, backbone);
+
+    // classify reads the model back on the hub backbone and agrees with the cached features.
+    let (top_model, top_eval) = evaluate(&top.dir, &weights, &data, Architecture::Top, backbone);
+    assert_eq!(
+        top_model.spec.backbone.as_ref().map(|b| b.sha256.as_str()),
+        Some(sha256.as_str())
+    );
+    assert_eq!(
+        top_eval.confusion_matrix, m.summary.confusion_matrix,
+        "{backbone}: classify on raw photos disagrees with the top model on cached features"
+    );
+    assert_probability_rows(
+        "top model on raw photos",
+        &raw_probabilities(&top_model, &data),
+        6,
+    );
+
+    // finetune: refused before any work, naming the backbone; nothing is written.
+    let before = testkit::listing(dir.path());
+    let mut f = finetune::FinetuneOptions::new(Device::Cpu);
+    f.stage.verbosity = engine::Verbosity::Quiet;
+    let err = finetune::finetune(&p, &f).unwrap_err();
+    let msg = pipeline::error_chain(&anyhow::Error::new(err));
+    assert!(
+        msg.contains(&format!(
+            "fine-tuning is not supported for the backbone `{backbone}`"
+        )),
+        "{backbone}: {msg}"
+    );
+    assert_eq!(
+        testkit::listing(dir.path()),
+        before,
+        "{backbone}: finetune wrote files"
+    );
+    assert!(!p.layout().finetune().exists());
+
+    eprintln!(
+        "{backbone} (random weights) at 64x64, 3 classes: top val_acc {:.3}, classify {:.3}, \
+         confusion {:?}; total {:.1} s",
+        m.summary.saved_val_acc,
+        top_eval.accuracy,
+        top_eval.confusion_matrix,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn three_classes_through_convnext_tiny() {
+    three_classes_through_hub(
+        "three_classes_through_convnext_tiny",
+        BackboneKind::ConvNextTiny,
+    );
+}
+
+#[test]
+fn three_classes_through_resnet50() {
+    three_classes_through_hub("three_classes_through_resnet50", BackboneKind::ResNet50);
 }

@@ -9,6 +9,10 @@
 //! - [`Backbone::frozen`]: the part fine-tuning runs once per cached view and never trains;
 //! - [`Tail`]: the part fine-tuning trains, from [`Backbone::frozen`]'s output to the same
 //!   features [`Backbone::features`] gives, initialised from the pretrained weights.
+//!
+//! The hub backbones ([`BackboneKind::ConvNextTiny`], [`BackboneKind::ResNet50`]: networks of
+//! candle-transformers with timm's weights, see [`HubModel`]) have features only: they cannot
+//! be fine-tuned ([`BackboneKind::finetune_split`] is `None`).
 
 use std::fmt;
 use std::path::Path;
@@ -20,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::efficientnet::{EfficientNetLite0, Lite0Tail};
 use crate::error::{ModelError, Result};
+use crate::hub::{HubBackbone, HubModel};
 use crate::layers::Mode;
 use crate::network::Network;
 use crate::top::TopModel;
@@ -36,17 +41,42 @@ pub enum BackboneKind {
     /// 224 × 224).
     #[serde(rename = "efficientnet_lite0")]
     EfficientNetLite0,
+    /// ConvNeXt-Tiny from candle-transformers with timm's `convnext_tiny.fb_in1k` weights (28 M
+    /// parameters, 4.5 GFLOP per image at 224 × 224); features and the top model only.
+    #[serde(rename = "convnext_tiny")]
+    ConvNextTiny,
+    /// ResNet-50 from candle-transformers with timm's `resnet50.a1_in1k` weights (25.6 M
+    /// parameters, 4.1 GFLOP per image at 224 × 224); features and the top model only.
+    #[serde(rename = "resnet50")]
+    ResNet50,
 }
 
 impl BackboneKind {
     /// Every backbone.
-    pub const ALL: [BackboneKind; 2] = [BackboneKind::Vgg16, BackboneKind::EfficientNetLite0];
+    pub const ALL: [BackboneKind; 4] = [
+        BackboneKind::Vgg16,
+        BackboneKind::EfficientNetLite0,
+        BackboneKind::ConvNextTiny,
+        BackboneKind::ResNet50,
+    ];
 
     /// The name in pipeline files, specs and messages.
     pub fn name(self) -> &'static str {
         match self {
             BackboneKind::Vgg16 => "vgg16",
             BackboneKind::EfficientNetLite0 => "efficientnet_lite0",
+            BackboneKind::ConvNextTiny => "convnext_tiny",
+            BackboneKind::ResNet50 => "resnet50",
+        }
+    }
+
+    /// The candle-transformers network of a hub backbone; `None` for the backbones with their
+    /// own network code (VGG16, EfficientNet-Lite0).
+    pub fn hub_model(self) -> Option<HubModel> {
+        match self {
+            BackboneKind::Vgg16 | BackboneKind::EfficientNetLite0 => None,
+            BackboneKind::ConvNextTiny => Some(HubModel::ConvNextTiny),
+            BackboneKind::ResNet50 => Some(HubModel::ResNet50),
         }
     }
 
@@ -62,14 +92,19 @@ impl BackboneKind {
         match self {
             // The post's size; VGG16 was trained at 224 × 224 but any size from 32 works.
             BackboneKind::Vgg16 => (150, 150),
-            BackboneKind::EfficientNetLite0 => (224, 224),
+            BackboneKind::EfficientNetLite0
+            | BackboneKind::ConvNextTiny
+            | BackboneKind::ResNet50 => (224, 224),
         }
     }
 
     /// The pixel preprocessing the pretrained weights expect.
     pub fn preprocessing(self) -> Preprocessing {
         match self {
-            BackboneKind::Vgg16 => Preprocessing::imagenet(),
+            // timm's pretrained configs of the hub backbones say ImageNet mean and std too.
+            BackboneKind::Vgg16 | BackboneKind::ConvNextTiny | BackboneKind::ResNet50 => {
+                Preprocessing::imagenet()
+            }
             // TensorFlow's (x − 127.5) / 127.5, as timm's mean = std = 0.5 says it.
             BackboneKind::EfficientNetLite0 => Preprocessing::Normalize {
                 rescale: 1.0 / 255.0,
@@ -94,6 +129,18 @@ impl BackboneKind {
                 hub_repo: "timm/tf_efficientnet_lite0.in1k",
                 hub_file: "model.safetensors",
             },
+            BackboneKind::ConvNextTiny => WeightsLocation {
+                backbone: "convnext_tiny",
+                env_var: "LITTLEDATA_CONVNEXT_TINY_WEIGHTS",
+                hub_repo: "timm/convnext_tiny.fb_in1k",
+                hub_file: "model.safetensors",
+            },
+            BackboneKind::ResNet50 => WeightsLocation {
+                backbone: "resnet50",
+                env_var: "LITTLEDATA_RESNET50_WEIGHTS",
+                hub_repo: "timm/resnet50.a1_in1k",
+                hub_file: "model.safetensors",
+            },
         }
     }
 
@@ -107,7 +154,9 @@ impl BackboneKind {
     pub fn features_name(self) -> &'static str {
         match self {
             BackboneKind::Vgg16 => "block5_pool",
-            BackboneKind::EfficientNetLite0 => "pooled",
+            BackboneKind::EfficientNetLite0
+            | BackboneKind::ConvNextTiny
+            | BackboneKind::ResNet50 => "pooled",
         }
     }
 
@@ -116,17 +165,22 @@ impl BackboneKind {
         match self {
             BackboneKind::Vgg16 => Vgg16::MIN_INPUT,
             BackboneKind::EfficientNetLite0 => 32,
+            BackboneKind::ConvNextTiny => HubModel::ConvNextTiny.min_input(),
+            BackboneKind::ResNet50 => HubModel::ResNet50.min_input(),
         }
     }
 
     /// The shape `(C, h, w)` of [`Backbone::features`] for an input of `(height, width)`;
     /// `None` when the input is too small.
     pub fn feature_shape(self, input: (usize, usize)) -> Option<(usize, usize, usize)> {
+        let fits = input.0 >= self.min_input() && input.1 >= self.min_input();
         match self {
             BackboneKind::Vgg16 => Vgg16::output_shape(input, Vgg16::BLOCKS),
-            BackboneKind::EfficientNetLite0 => (input.0 >= self.min_input()
-                && input.1 >= self.min_input())
-            .then_some((EfficientNetLite0::FEATURES, 1, 1)),
+            BackboneKind::EfficientNetLite0 => fits.then_some((EfficientNetLite0::FEATURES, 1, 1)),
+            BackboneKind::ConvNextTiny => {
+                fits.then_some((HubModel::ConvNextTiny.feature_dim(), 1, 1))
+            }
+            BackboneKind::ResNet50 => fits.then_some((HubModel::ResNet50.feature_dim(), 1, 1)),
         }
     }
 
@@ -137,6 +191,7 @@ impl BackboneKind {
             BackboneKind::EfficientNetLite0 => {
                 Some("stem and blocks 0-14 frozen, block 15 and the head convolution trained")
             }
+            BackboneKind::ConvNextTiny | BackboneKind::ResNet50 => None,
         }
     }
 
@@ -151,6 +206,7 @@ impl BackboneKind {
                 }
                 EfficientNetLite0::block_output_shape(input, Lite0Tail::FIRST_BLOCK - 1)
             }
+            BackboneKind::ConvNextTiny | BackboneKind::ResNet50 => None,
         }
     }
 
@@ -188,6 +244,8 @@ pub enum Backbone {
     Vgg16(Vgg16),
     /// EfficientNet-Lite0.
     EfficientNetLite0(EfficientNetLite0),
+    /// A hub backbone (ConvNeXt-Tiny, ResNet-50): features only, no fine-tuning.
+    Hub(HubBackbone),
 }
 
 impl Backbone {
@@ -198,6 +256,16 @@ impl Backbone {
             BackboneKind::EfficientNetLite0 => {
                 Backbone::EfficientNetLite0(EfficientNetLite0::load(&weights.path, device)?)
             }
+            BackboneKind::ConvNextTiny => Backbone::Hub(HubBackbone::load(
+                HubModel::ConvNextTiny,
+                &weights.path,
+                device,
+            )?),
+            BackboneKind::ResNet50 => Backbone::Hub(HubBackbone::load(
+                HubModel::ResNet50,
+                &weights.path,
+                device,
+            )?),
         })
     }
 
@@ -216,6 +284,7 @@ impl Backbone {
         match self {
             Backbone::Vgg16(_) => BackboneKind::Vgg16,
             Backbone::EfficientNetLite0(_) => BackboneKind::EfficientNetLite0,
+            Backbone::Hub(h) => h.model().kind(),
         }
     }
 
@@ -224,6 +293,7 @@ impl Backbone {
         match self {
             Backbone::Vgg16(v) => v.sha256(),
             Backbone::EfficientNetLite0(e) => e.sha256(),
+            Backbone::Hub(h) => h.sha256(),
         }
     }
 
@@ -232,6 +302,7 @@ impl Backbone {
         match self {
             Backbone::Vgg16(v) => v.path(),
             Backbone::EfficientNetLite0(e) => e.path(),
+            Backbone::Hub(h) => h.path(),
         }
     }
 
@@ -240,39 +311,45 @@ impl Backbone {
         match self {
             Backbone::Vgg16(v) => v.device(),
             Backbone::EfficientNetLite0(e) => e.device(),
+            Backbone::Hub(h) => h.device(),
         }
     }
 
     /// What `extract` caches for preprocessed images `[N, 3, H, W]`: VGG16's block-5 output
     /// `[N, 512, H/32, W/32]`; the others' globally pooled features `[N, C, 1, 1]`.
     pub fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Backbone::Vgg16(v) => v.forward(x),
-            Backbone::EfficientNetLite0(e) => {
-                let pooled = e.pooled(x)?;
-                let (n, c) = pooled.dims2()?;
-                pooled.reshape((n, c, 1, 1))
-            }
-        }
+        let pooled = match self {
+            Backbone::Vgg16(v) => return v.forward(x),
+            Backbone::EfficientNetLite0(e) => e.pooled(x)?,
+            Backbone::Hub(h) => h.pooled(x)?,
+        };
+        let (n, c) = pooled.dims2()?;
+        pooled.reshape((n, c, 1, 1))
     }
 
     /// The frozen part of fine-tuning on preprocessed images: VGG16 blocks 1–4;
-    /// EfficientNet-Lite0's stem and blocks 0–14.
+    /// EfficientNet-Lite0's stem and blocks 0–14. An error for the hub backbones, which cannot
+    /// be fine-tuned ([`BackboneKind::finetune_unsupported`]).
     pub fn frozen(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Backbone::Vgg16(v) => v.forward_blocks(x, 1, Vgg16Block5::FROZEN_BLOCKS),
             Backbone::EfficientNetLite0(e) => e.forward_to_block(x, Lite0Tail::FIRST_BLOCK - 1),
+            Backbone::Hub(h) => Err(candle_core::Error::Msg(
+                h.model().kind().finetune_unsupported().to_string(),
+            )),
         }
     }
 
     /// The trainable tail, as variables of `varmap` initialised from the pretrained weights
-    /// (values already in the map are kept).
+    /// (values already in the map are kept). An error for the hub backbones, which cannot be
+    /// fine-tuned ([`BackboneKind::finetune_unsupported`]).
     pub fn tail(&self, varmap: &VarMap, device: &Device) -> Result<Tail> {
         Ok(match self {
             Backbone::Vgg16(v) => Tail::Vgg16(Vgg16Block5::new(varmap, v, device)?),
             Backbone::EfficientNetLite0(e) => {
                 Tail::EfficientNetLite0(Lite0Tail::new(varmap, e, device)?)
             }
+            Backbone::Hub(h) => return Err(h.model().kind().finetune_unsupported()),
         })
     }
 }

@@ -4,9 +4,13 @@
 //! block, ...), the fine-tuning network (a backbone's [`Tail`] and the top, [`FinetuneNet`])
 //! and the full classifier on images ([`Classifier`]).
 //!
-//! Every convolution and pooling runs through the `kernels` crate. Trainable parameters live
-//! in a [`candle_nn::VarMap`] under stable names, so the training engine can find, freeze
-//! and checkpoint them; initialisation and dropout draw from seeded ChaCha8 generators only.
+//! The hub backbones, ConvNeXt-Tiny and ResNet-50 ([`HubModel`], [`HubBackbone`]), are
+//! candle-transformers' networks on timm's weights, for features only.
+//!
+//! Every other convolution and pooling runs through the `kernels` crate (the hub backbones use
+//! candle's stock ones). Trainable parameters live in a [`candle_nn::VarMap`] under stable
+//! names, so the training engine can find, freeze and checkpoint them; initialisation and
+//! dropout draw from seeded ChaCha8 generators only.
 //!
 //! A model artifact records a [`ModelSpec`] in its metadata; [`build_from_spec`] and
 //! [`load_from_spec`] rebuild the model from it. [`BackboneKind::resolve_weights`] finds the
@@ -18,6 +22,7 @@
 pub mod backbone;
 mod efficientnet;
 mod error;
+mod hub;
 pub mod layers;
 mod network;
 mod safetensors_io;
@@ -30,6 +35,7 @@ mod weights;
 pub use backbone::{Backbone, BackboneKind, Classifier, FinetuneNet, Head, Tail};
 pub use efficientnet::{EfficientNetLite0, Lite0Tail};
 pub use error::{ModelError, Result, WeightsAttempt};
+pub use hub::{HubBackbone, HubModel};
 pub use layers::{Mode, dropout, glorot_uniform};
 pub use network::{Network, probabilities, units_for_classes};
 pub use small_cnn::{SmallCnn, SmallCnnConfig};

@@ -8,11 +8,15 @@
 //! - [`cli`]: finding a workspace binary and checking how it ended.
 //! - `fixtures` (feature `stages`): synthetic class folders, random VGG16 weights, pipelines
 //!   and artifacts for the stage crates' tests.
+//! - `hub` (feature `stages`): random weights of the hub backbones (ConvNeXt-Tiny, ResNet-50)
+//!   and a local hf-hub cache holding them.
 
 pub mod cli;
 pub mod files;
 #[cfg(feature = "stages")]
 pub mod fixtures;
+#[cfg(feature = "stages")]
+pub mod hub;
 pub mod shared;
 pub mod tensors;
 
