@@ -50,11 +50,13 @@ fn side_by_side(x: &[f32], n: usize, c: usize, hw: usize) -> Cow<'_, [f32]> {
         return Cow::Borrowed(x);
     }
     let mut out = vec![0.0f32; n * c * hw];
-    out.par_chunks_mut(n * hw).enumerate().for_each(|(ch, dst)| {
-        for (img, d) in dst.chunks_exact_mut(hw).enumerate() {
-            d.copy_from_slice(&x[(img * c + ch) * hw..][..hw]);
-        }
-    });
+    out.par_chunks_mut(n * hw)
+        .enumerate()
+        .for_each(|(ch, dst)| {
+            for (img, d) in dst.chunks_exact_mut(hw).enumerate() {
+                d.copy_from_slice(&x[(img * c + ch) * hw..][..hw]);
+            }
+        });
     Cow::Owned(out)
 }
 
