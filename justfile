@@ -69,11 +69,13 @@ demo *ARGS:
 smoke:
     CARGO_FLAGS="{{cargo_flags}}" scripts/smoke.sh
 
-# The workspace's tests, then the smoke run of the chain on the binaries their build made (no
-# second build: a build of fewer packages would unify features differently and recompile).
+# The workspace's tests, then the smoke run of the chain on the stage binaries built with the
+# test build's features (only the binaries compile: a build of fewer packages, or without the
+# tests, would unify features differently and recompile candle).
 # Run every test (the CI command).
 test:
     cargo test --workspace --locked
+    cargo build --workspace --bins --tests --locked
     BIN_DIR="${CARGO_TARGET_DIR:-target}/debug" scripts/smoke.sh
 
 # Formatting and lints, as CI checks them.

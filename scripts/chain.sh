@@ -17,8 +17,8 @@
 #   --summary FILE also write the table as tab-separated `stage, seconds, status` lines
 #
 # Environment: CARGO_FLAGS, the cargo flags of the one build at the start (default --release);
-# BIN_DIR, a folder holding binaries already built (for example target/debug right after
-# `cargo test --workspace`, which builds every stage binary): no build then.
+# BIN_DIR, a folder holding binaries already built (for example target/debug after `just test`'s
+# `cargo build --workspace --bins --tests`): no build then.
 set -euo pipefail
 export LC_NUMERIC=C # a decimal point in $EPOCHREALTIME and awk
 cd "$(dirname "$0")/.."
