@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use models::{EfficientNetLite0, Lite0Tail, ModelError};
-use testkit::{max_abs_diff, shared_dir};
+use testkit::{max_abs, max_abs_diff, shared_dir};
 
 /// sha256 of `models/efficientnet_lite0_imagenet.safetensors`, as its SOURCE.md states.
 const WEIGHTS_SHA256: &str = "b233dedd18cbfbb5ceb1a87850e619f2a0110db431c0ef0bbea75a9e5ef56a77";
@@ -22,17 +22,6 @@ fn reference(shared: &Path) -> BTreeMap<String, Tensor> {
         .expect("load the reference")
         .into_iter()
         .collect()
-}
-
-fn max_abs(t: &Tensor) -> f32 {
-    t.abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 /// Asserts `max |got - want| ≤ 1e-3 · max |want|`.

@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 use hf_hub::Cache;
 use models::{Backbone, HubBackbone, HubModel, ModelError};
 use testkit::hub::{self as hub_weights, COMMIT};
-use testkit::max_abs_diff;
+use testkit::{max_abs, max_abs_diff};
 
 fn reference_path(model: HubModel) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -85,15 +85,7 @@ fn check_against_timm(model: HubModel) {
         .to_string();
     assert!(err.contains("fine-tuning is not supported"), "{err}");
 
-    let scale = expected
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let scale = max_abs(expected);
     let diff = max_abs_diff(&pooled, expected);
     eprintln!(
         "{model}: max abs diff {diff:e}, largest |pooled| {scale} (torch {}, timm {})",

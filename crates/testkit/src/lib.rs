@@ -26,4 +26,4 @@ pub use shared::{
     kaggle_photos, link_cats_and_dogs, link_photos, reference_features, shared_dir, shared_weights,
     vgg16_weights,
 };
-pub use tensors::{bits, bytes, max_abs_diff, values};
+pub use tensors::{bits, bytes, max_abs, max_abs_diff, values};

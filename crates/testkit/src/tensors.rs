@@ -36,9 +36,12 @@ pub fn bytes(t: &Tensor) -> Vec<u8> {
 /// The largest absolute difference between two tensors of the same shape.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shapes differ");
-    a.sub(b)
-        .unwrap()
-        .abs()
+    max_abs(&a.sub(b).unwrap())
+}
+
+/// The largest absolute value of `t` (f32).
+pub fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
         .unwrap()
         .flatten_all()
         .unwrap()
