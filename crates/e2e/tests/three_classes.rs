@@ -17,6 +17,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use imagedata::{ClassMode, load_resized};
 use models::{Architecture, BackboneKind, Network};
+use pipeline::Pipeline;
 use stage::{EvalReport, Metrics, StageOutcome};
 use testkit::fixtures::{data_section, load, pipeline};
 
@@ -180,6 +181,30 @@ fn raw_probabilities(model: &classify::LoadedModel, data: &Path) -> Tensor {
     model.probabilities(&x, false).unwrap()
 }
 
+/// The pipeline of these tests: `backbone` with the weights file `weights` at `size`×`size`,
+/// batches of 8, `epochs.0` top-model epochs and `epochs.1` fine-tuning epochs on 1 view.
+fn recipe(
+    data: &Path,
+    artifacts: &Path,
+    backbone: BackboneKind,
+    weights: &Path,
+    size: u32,
+    epochs: (usize, usize),
+) -> Pipeline {
+    let text = format!(
+        "{}[bottleneck]\nbackbone = {:?}\nweights = {:?}\nbatch_size = 8\n\
+         target_size = [{size}, {size}]\n\n\
+         [top]\nepochs = {}\nbatch_size = 8\n\n\
+         [finetune]\nepochs = {}\nbatch_size = 8\nviews = 1\n",
+        data_section(data, artifacts, [64, 64]),
+        backbone.name(),
+        weights.to_str().unwrap(),
+        epochs.0,
+        epochs.1,
+    );
+    pipeline(&text, &[])
+}
+
 /// The whole method on the three classes for `backbone` at `size` × `size`; the top model's
 /// validation accuracy (as trained, and as `classify` measures it on raw images) must reach
 /// `min_top_acc`.
@@ -199,16 +224,7 @@ fn three_classes_through(test: &str, backbone: BackboneKind, size: u32, min_top_
     let data = dir.path().join("data");
     let artifacts = dir.path().join("artifacts");
     write_data(&shared, &data);
-    let text = format!(
-        "{}[bottleneck]\nbackbone = {:?}\nweights = {:?}\nbatch_size = 8\n\
-         target_size = [{size}, {size}]\n\n\
-         [top]\nepochs = 15\nbatch_size = 8\n\n\
-         [finetune]\nepochs = 2\nbatch_size = 8\nviews = 1\n",
-        data_section(&data, &artifacts, [64, 64]),
-        backbone.name(),
-        weights.to_str().unwrap(),
-    );
-    let p = pipeline(&text, &[]);
+    let p = recipe(&data, &artifacts, backbone, &weights, size, (15, 2));
     assert_eq!(p.bottleneck.backbone, backbone);
     let prepared = started.elapsed().as_secs_f64();
 
@@ -352,16 +368,7 @@ fn three_classes_through_hub(test: &str, backbone: BackboneKind) {
     let artifacts = dir.path().join("artifacts");
     write_data(&shared, &data);
     let (weights, sha256) = testkit::hub::populate_cache(&dir.path().join("hf_home/hub"), model);
-    let text = format!(
-        "{}[bottleneck]\nbackbone = {:?}\nweights = {:?}\nbatch_size = 8\n\
-         target_size = [64, 64]\n\n\
-         [top]\nepochs = 5\nbatch_size = 8\n\n\
-         [finetune]\nepochs = 1\nbatch_size = 8\nviews = 1\n",
-        data_section(&data, &artifacts, [64, 64]),
-        backbone.name(),
-        weights.to_str().unwrap(),
-    );
-    let p = pipeline(&text, &[]);
+    let p = recipe(&data, &artifacts, backbone, &weights, 64, (5, 1));
     assert_eq!(p.bottleneck.backbone, backbone);
     assert_eq!(
         p.bottleneck.pixel_preprocessing(),
