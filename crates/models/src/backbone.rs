@@ -116,31 +116,24 @@ impl BackboneKind {
 
     /// Where the weights are looked for (environment variable, hf-hub repository and file).
     pub fn weights_location(self) -> WeightsLocation {
-        match self {
-            BackboneKind::Vgg16 => WeightsLocation {
-                backbone: "vgg16",
-                env_var: "LITTLEDATA_VGG16_WEIGHTS",
-                hub_repo: "timm/vgg16.tv_in1k",
-                hub_file: "model.safetensors",
-            },
-            BackboneKind::EfficientNetLite0 => WeightsLocation {
-                backbone: "efficientnet_lite0",
-                env_var: "LITTLEDATA_EFFICIENTNET_LITE0_WEIGHTS",
-                hub_repo: "timm/tf_efficientnet_lite0.in1k",
-                hub_file: "model.safetensors",
-            },
-            BackboneKind::ConvNextTiny => WeightsLocation {
-                backbone: "convnext_tiny",
-                env_var: "LITTLEDATA_CONVNEXT_TINY_WEIGHTS",
-                hub_repo: "timm/convnext_tiny.fb_in1k",
-                hub_file: "model.safetensors",
-            },
-            BackboneKind::ResNet50 => WeightsLocation {
-                backbone: "resnet50",
-                env_var: "LITTLEDATA_RESNET50_WEIGHTS",
-                hub_repo: "timm/resnet50.a1_in1k",
-                hub_file: "model.safetensors",
-            },
+        let (env_var, hub_repo) = match self {
+            BackboneKind::Vgg16 => ("LITTLEDATA_VGG16_WEIGHTS", "timm/vgg16.tv_in1k"),
+            BackboneKind::EfficientNetLite0 => (
+                "LITTLEDATA_EFFICIENTNET_LITE0_WEIGHTS",
+                "timm/tf_efficientnet_lite0.in1k",
+            ),
+            BackboneKind::ConvNextTiny => (
+                "LITTLEDATA_CONVNEXT_TINY_WEIGHTS",
+                "timm/convnext_tiny.fb_in1k",
+            ),
+            BackboneKind::ResNet50 => ("LITTLEDATA_RESNET50_WEIGHTS", "timm/resnet50.a1_in1k"),
+        };
+        WeightsLocation {
+            backbone: self.name(),
+            env_var,
+            hub_repo,
+            // Every repository serves its weights under timm's one file name.
+            hub_file: "model.safetensors",
         }
     }
 
