@@ -89,7 +89,16 @@ pub fn evaluate_cached(
     load: impl FnOnce(&Path) -> Result<LoadedModel>,
 ) -> Result<Cached> {
     let file = model_file(model)?;
-    let expected = EvalProvenance::compute(&file, data, options.tta)?;
+    let sha256 = artifact::sha256_file(&file)?;
+    let calibration = if options.calibrated {
+        crate::model::applicable_calibration(&file, &sha256)
+            .ok()
+            .flatten()
+            .map(|c| c.sha256)
+    } else {
+        None
+    };
+    let expected = EvalProvenance::compute(&file, data, options.tta, calibration)?;
     let reason = if force {
         Some("--force".to_string())
     } else {
@@ -101,7 +110,13 @@ pub fn evaluate_cached(
     };
     let loaded = load(&file)?;
     let mut report = evaluate(&loaded, data, options)?;
-    report.provenance = Some(expected);
+    let mut provenance = expected;
+    // What was applied, as the loaded model found it (the same file unless it changed since).
+    provenance.calibration = match (&loaded.calibration, report.temperature) {
+        (Some(applied), Some(_)) => Some(applied.sha256.clone()),
+        _ => None,
+    };
+    report.provenance = Some(provenance);
     crate::write_output(json, &report.to_json())?;
     Ok(Cached::Evaluated { report, reason })
 }

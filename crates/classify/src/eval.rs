@@ -9,7 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use stage::{EvalReport, Mistake, class_scores};
 
 use crate::error::{ClassifyError, Result};
-use crate::model::LoadedModel;
+use crate::model::{LoadedModel, Tempered};
+use models::Network;
 
 /// The smallest probability the test-time-augmented loss takes the logarithm of (Keras'
 /// `epsilon`), so that a confidently wrong prediction gives a large, finite loss.
@@ -24,6 +25,8 @@ pub struct EvalOptions {
     pub tta: bool,
     /// Progress bars on stderr (when it is a terminal).
     pub progress: bool,
+    /// Apply the model's calibration (its temperature), when it has one.
+    pub calibrated: bool,
 }
 
 impl Default for EvalOptions {
@@ -32,6 +35,7 @@ impl Default for EvalOptions {
             batch_size: 32,
             tta: false,
             progress: true,
+            calibrated: true,
         }
     }
 }
@@ -63,9 +67,9 @@ pub fn check_classes(data: &Path, model: &LoadedModel) -> Result<()> {
 }
 
 /// A batch source that advances a progress bar by each batch's size.
-struct Counted<'a> {
-    inner: &'a mut FlowSource,
-    bar: &'a ProgressBar,
+pub(crate) struct Counted<'a> {
+    pub(crate) inner: &'a mut FlowSource,
+    pub(crate) bar: &'a ProgressBar,
 }
 
 impl BatchSource for Counted<'_> {
@@ -87,7 +91,7 @@ impl BatchSource for Counted<'_> {
     }
 }
 
-fn bar(show: bool, len: usize, prefix: &str) -> ProgressBar {
+pub(crate) fn bar(show: bool, len: usize, prefix: &str) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }
@@ -102,7 +106,11 @@ fn bar(show: bool, len: usize, prefix: &str) -> ProgressBar {
 
 /// The loss, accuracy and predictions with test-time augmentation: each image's probabilities
 /// are the mean of its own and its mirror's; the loss is the cross-entropy of those means.
-fn evaluate_tta(model: &LoadedModel, source: &mut dyn BatchSource) -> Result<Evaluation> {
+fn evaluate_tta(
+    model: &LoadedModel,
+    network: &dyn Network,
+    source: &mut dyn BatchSource,
+) -> Result<Evaluation> {
     let classes = model.spec.classes.len();
     let mut out = Evaluation {
         loss: 0.0,
@@ -116,7 +124,7 @@ fn evaluate_tta(model: &LoadedModel, source: &mut dyn BatchSource) -> Result<Eva
     for batch in source.epoch(0)? {
         let batch = batch?;
         let labels = batch.labels.to_vec1::<u32>()?;
-        let rows = model.probabilities(&batch.x, true)?.to_vec2::<f32>()?;
+        let rows = crate::model::probabilities(network, &batch.x, true)?.to_vec2::<f32>()?;
         for (row, &label) in rows.iter().zip(&labels) {
             let p = row.get(label as usize).copied().unwrap_or(0.0);
             loss_sum -= f64::from(p).max(PROBABILITY_FLOOR).ln();
@@ -154,12 +162,14 @@ pub(crate) fn argmax(row: &[f32]) -> usize {
         .0
 }
 
-/// Evaluates `model` on the labelled folder `data` (one subfolder per class, the model's
-/// classes exactly), resizing and preprocessing the images as the artifact records.
-///
-/// An image that cannot be decoded is an error naming it: scores over a silently smaller set
-/// would not be comparable.
-pub fn evaluate(model: &LoadedModel, data: &Path, options: &EvalOptions) -> Result<EvalReport> {
+/// The labelled folder `data` as a batch source for `model` (its classes checked, its images
+/// resized and preprocessed as the artifact records, in a fixed order), with the image paths
+/// in that order.
+pub(crate) fn labelled_source(
+    model: &LoadedModel,
+    data: &Path,
+    options: &EvalOptions,
+) -> Result<(FlowSource, Vec<PathBuf>)> {
     check_classes(data, model)?;
     let spec = &model.spec;
     let generator = ImageDataGenerator::preprocessing_only(spec.preprocessing);
@@ -184,23 +194,50 @@ pub fn evaluate(model: &LoadedModel, data: &Path, options: &EvalOptions) -> Resu
     let loaded = generator.flow_from_directory(data, &directory, flow_options, Some(&on_progress));
     loading.finish_and_clear();
     let (flow, _) = loaded?;
-    let mut source = FlowSource::new(flow)?;
+    let source = FlowSource::new(flow)?;
     let paths = source.flow().image_set().paths().to_vec();
+    Ok((source, paths))
+}
+
+/// The index of the largest value of an `f64` row (the first on ties).
+pub(crate) fn argmax_f64(row: &[f64]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv { (i, v) } else { (bi, bv) }
+        })
+        .0
+}
+
+/// Evaluates `model` on the labelled folder `data` (one subfolder per class, the model's
+/// classes exactly), resizing and preprocessing the images as the artifact records.
+///
+/// An image that cannot be decoded is an error naming it: scores over a silently smaller set
+/// would not be comparable.
+pub fn evaluate(model: &LoadedModel, data: &Path, options: &EvalOptions) -> Result<EvalReport> {
+    let (mut source, paths) = labelled_source(model, data, options)?;
     let running = bar(options.progress, source.num_samples(), "classifying");
+    let temperature = options
+        .calibrated
+        .then(|| model.temperature())
+        .filter(|_| model.calibration.is_some());
+    let network = Tempered::new(&model.model, temperature.unwrap_or(1.0));
     let evaluation = {
         let mut counted = Counted {
             inner: &mut source,
             bar: &running,
         };
         if options.tta {
-            evaluate_tta(model, &mut counted)
+            evaluate_tta(model, &network, &mut counted)
         } else {
-            engine::evaluate(&model.model, &mut counted).map_err(ClassifyError::from)
+            engine::evaluate(&network, &mut counted).map_err(ClassifyError::from)
         }
     };
     running.finish_and_clear();
     let evaluation = evaluation?;
-    Ok(report(model, data, options.tta, &evaluation, &paths))
+    let mut report = report(model, data, options.tta, &evaluation, &paths);
+    report.temperature = temperature;
+    Ok(report)
 }
 
 /// The report of an evaluation over the images `paths` (in the evaluation's order).
@@ -245,6 +282,7 @@ fn report(
         data: data.to_path_buf(),
         classes,
         tta,
+        temperature: None,
         samples: e.labels.len(),
         correct,
         accuracy: e.acc,

@@ -1,16 +1,23 @@
-//! `classify`: evaluate a model artifact on a labelled folder, or classify images with it.
+//! `classify`: evaluate a model artifact on a labelled folder, classify images and folders
+//! with it, calibrate its probabilities, or serve it over HTTP.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand};
-use classify::{Cached, EvalOptions, EvalReport, LoadedModel, PredictOptions};
+use classify::{
+    Cached, CalibrateOutcome, Classifier, ClassifierOptions, EvalOptions, EvalReport, LoadedModel,
+    PredictOptions, ServeOptions,
+};
+use indicatif::{ProgressBar, ProgressStyle};
 use stage::DeviceArg;
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Uses any model artifact the project writes (`small_cnn`, `top`, `finetune`): the
 /// architecture, classes, image size, preprocessing and resize filter all come from the
-/// artifact's metadata.
+/// artifact's metadata, and the temperature from `calibration.safetensors` beside it.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -28,19 +35,69 @@ enum Command {
         /// The labelled folder.
         #[arg(long, default_value = "data/validation")]
         data: PathBuf,
+        /// Also write the report to this JSON file. It records what it evaluated, and a rerun
+        /// with the same model file, calibration, images and options reads it back instead.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
         /// With --json: evaluate even when the file already holds the report of this model
         /// file, these images and these options.
         #[arg(long, requires = "json")]
         force: bool,
     },
-    /// The predicted class and its probability for each image. Images that cannot be read
-    /// are reported and skipped; the exit status is then 1.
+    /// The predicted class and its probability for each image. Folders are walked
+    /// recursively for JPEG and PNG files. Images that cannot be read are listed at the end
+    /// with the reason and do not stop the run; the exit status is then 1.
     Predict {
         #[command(flatten)]
         model: ModelArgs,
-        /// Image files (JPEG or PNG).
-        #[arg(required = true)]
-        images: Vec<PathBuf>,
+        /// Image files (JPEG or PNG) and folders of them.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Write every image's row to this file: CSV (`.csv`: path, class, probability, one
+        /// column per class, error) or JSON (`.json`).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Write the whole report as JSON to this file (as `--out FILE.json`).
+        #[arg(long, value_name = "FILE", conflicts_with = "out")]
+        json: Option<PathBuf>,
+    },
+    /// Fit the model's temperature (one scalar dividing its logits) on a labelled folder by
+    /// minimising the negative log-likelihood, and write it beside the model as
+    /// calibration.safetensors, with the expected calibration error before and after (15
+    /// bins; "after" by two-fold cross-fitting, never on the photos that fitted it).
+    /// `predict`, `serve` and `evaluate` apply it from then on.
+    Calibrate {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The labelled folder to fit on (the validation split).
+        #[arg(long, default_value = "data/validation")]
+        data: PathBuf,
+        /// The seed of the cross-fitting halves.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Calibrate even when the file already holds this model's calibration on these
+        /// photos with this seed.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Serve the model over HTTP: `POST /predict` (the image as the body, or multipart file
+    /// fields), `GET /` (a page to pick or drop a photo), `GET /model`, `GET /healthz`.
+    /// SIGTERM or Ctrl-C lets the requests in flight finish and exits 0.
+    Serve {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The address to listen on (loopback by default; 0.0.0.0:PORT for every interface).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+        /// The largest request body accepted: bytes, or with a unit (KiB, MiB).
+        #[arg(long, default_value = "20MiB", value_parser = parse_size)]
+        max_body: usize,
+        /// The most images one forward pass takes.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+        max_batch: u32,
+        /// How long to wait, after the first image of a batch, for more (milliseconds).
+        #[arg(long, default_value_t = 2)]
+        batch_wait_ms: u64,
     },
 }
 
@@ -58,10 +115,9 @@ struct ModelArgs {
     /// augmentation).
     #[arg(long)]
     tta: bool,
-    /// Also write the results to this JSON file. `evaluate` records what it evaluated in it,
-    /// and a rerun with the same model file, images and options reads it back instead.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
+    /// Ignore the model's calibration: the raw probabilities.
+    #[arg(long)]
+    uncalibrated: bool,
     /// Images per forward batch.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
@@ -74,6 +130,11 @@ impl ModelArgs {
     /// Opens the model artifact at `path` on `device`, describing it on stderr.
     fn load(&self, path: &Path, device: &Device) -> classify::Result<LoadedModel> {
         let model = classify::load_model(path, self.weights.as_deref(), device)?;
+        let model = if self.uncalibrated {
+            model.uncalibrated()
+        } else {
+            model
+        };
         eprintln!("model: {}", model.describe());
         if let (Some(w), Some(name)) = (&model.backbone, model.spec.backbone_name()) {
             eprintln!("{name} weights: {} (from {})", w.path.display(), w.source);
@@ -84,14 +145,87 @@ impl ModelArgs {
                 model.interpolation
             );
         }
+        match (&model.calibration, &model.calibration_skipped) {
+            (Some(c), _) => eprintln!(
+                "calibrated: temperature {:.4} ({})",
+                c.temperature(),
+                c.path.display()
+            ),
+            (None, Some(reason)) if !self.uncalibrated => {
+                eprintln!("note: uncalibrated: {reason}")
+            }
+            _ => {}
+        }
         Ok(model)
     }
+
+    /// Opens the model as a [`Classifier`].
+    fn classifier(&self) -> Result<Classifier> {
+        let device = self.device.open()?;
+        let model = self.load(&self.model, &device)?;
+        let options = ClassifierOptions {
+            device,
+            tta: self.tta,
+            ..ClassifierOptions::default()
+        };
+        Ok(Classifier::from_model(model, &options))
+    }
+
+    fn eval_options(&self, progress: bool) -> EvalOptions {
+        EvalOptions {
+            batch_size: self.batch_size as usize,
+            tta: self.tta,
+            progress,
+            calibrated: !self.uncalibrated,
+        }
+    }
+}
+
+/// A size in bytes: a number, optionally with `B`, `KiB`, `MiB` or `GiB` (also `K`, `M`,
+/// `G`, `KB`, `MB`, `GB`, all powers of 1024).
+fn parse_size(text: &str) -> std::result::Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (such as 20MiB or 1048576)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}` (use KiB, MiB or GiB)"
+            ));
+        }
+    };
+    n.checked_mul(1usize << shift)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("`{text}` is out of range"))
 }
 
 /// Prints an evaluation report.
 fn print_report(data: &Path, report: &EvalReport) {
     println!("data: {} ({} images)", data.display(), report.samples);
     print!("{}", report.to_text());
+}
+
+/// A progress bar on stderr for `len` images, shown when stderr is a terminal and there are
+/// more than a few.
+fn progress_bar(len: usize) -> ProgressBar {
+    if len <= 8 || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let style = ProgressStyle::with_template(
+        "{prefix:>12} [{bar:30}] {pos:>6}/{len:6} images  {per_sec}  ETA {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    let bar = ProgressBar::new(len as u64).with_style(style);
+    bar.set_prefix("classifying");
+    bar
 }
 
 #[global_allocator]
@@ -105,14 +239,15 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     let progress = std::io::stderr().is_terminal();
     match &cli.command {
-        Command::Evaluate { model, data, force } => {
+        Command::Evaluate {
+            model,
+            data,
+            json,
+            force,
+        } => {
             let device = model.device.open()?;
-            let options = EvalOptions {
-                batch_size: model.batch_size as usize,
-                tta: model.tta,
-                progress,
-            };
-            let Some(json) = &model.json else {
+            let options = model.eval_options(progress);
+            let Some(json) = json else {
                 let loaded = model.load(&model.model, &device)?;
                 print_report(data, &classify::evaluate(&loaded, data, &options)?);
                 return Ok(());
@@ -134,31 +269,141 @@ fn run() -> Result<()> {
                 ),
             }
         }
-        Command::Predict { model, images } => {
-            let loaded = model.load(&model.model, &model.device.open()?)?;
-            let options = PredictOptions {
-                batch_size: model.batch_size as usize,
-                tta: model.tta,
-            };
-            let report = classify::predict(&loaded, images, &options, &mut |p| {
-                if p.is_ok() {
-                    println!("{}", p.line());
-                } else {
-                    eprintln!("{}", p.line());
-                }
-            })?;
-            if let Some(path) = &model.json {
-                classify::write_output(path, &report.to_json())?;
-                eprintln!("wrote {}", path.display());
-            }
-            let failed = report.failures();
-            if failed > 0 {
-                bail!(
-                    "{failed} of {} images could not be classified",
-                    report.predictions.len()
-                );
+        Command::Predict {
+            model,
+            paths,
+            out,
+            json,
+        } => predict(model, paths, out.as_deref(), json.as_deref())?,
+        Command::Calibrate {
+            model,
+            data,
+            seed,
+            force,
+        } => {
+            let device = model.device.open()?;
+            let options = model.eval_options(progress);
+            let outcome =
+                classify::calibrate_cached(&model.model, data, *seed, &options, *force, |file| {
+                    model.load(file, &device)
+                })?;
+            let c = outcome.calibration();
+            println!(
+                "temperature {:.4} (halves: {:.4}, {:.4}) on {} images of {}",
+                c.temperature,
+                c.fold_temperatures[0],
+                c.fold_temperatures[1],
+                c.samples,
+                data.display()
+            );
+            println!(
+                "ECE ({} bins): {:.4} uncalibrated, {:.4} calibrated (two-fold cross-fitted); \
+                 NLL {:.4} -> {:.4}; accuracy {:.4} (unchanged)",
+                c.bins, c.ece_before, c.ece_after, c.nll_before, c.nll_after, c.accuracy
+            );
+            match outcome {
+                CalibrateOutcome::UpToDate(_, path) => println!("{}: up to date", path.display()),
+                CalibrateOutcome::Calibrated(_, path) => println!("wrote {}", path.display()),
             }
         }
+        Command::Serve {
+            model,
+            addr,
+            max_body,
+            max_batch,
+            batch_wait_ms,
+        } => {
+            let classifier = model.classifier()?;
+            let options = ServeOptions {
+                max_body: *max_body,
+                max_batch: *max_batch as usize,
+                batch_wait: Duration::from_millis(*batch_wait_ms),
+                ..ServeOptions::default()
+            };
+            classify::serve::run(classifier, *addr, &options, |bound| {
+                println!("listening on http://{bound}");
+            })
+            .with_context(|| format!("serving on {addr}"))?;
+            eprintln!("stopped: every request in flight was answered");
+        }
+    }
+    Ok(())
+}
+
+/// The format `--out` names by its extension `ext`.
+fn ext_format(out: Option<&Path>, ext: Option<Option<&str>>) -> Result<Option<&'static str>> {
+    Ok(match ext {
+        None => None,
+        Some(Some(e)) if e.eq_ignore_ascii_case("csv") => Some("csv"),
+        Some(Some(e)) if e.eq_ignore_ascii_case("json") => Some("json"),
+        Some(_) => bail!(
+            "{}: --out takes a .csv or .json file",
+            out.map(|p| p.display().to_string()).unwrap_or_default()
+        ),
+    })
+}
+
+/// `classify predict`: every image under `paths`, a line each (a progress bar for many),
+/// the failures at the end, and the rows in `out` (CSV or JSON by its extension).
+fn predict(
+    model: &ModelArgs,
+    paths: &[PathBuf],
+    out: Option<&Path>,
+    json: Option<&Path>,
+) -> Result<()> {
+    let (out, format) = match (json, out.map(|p| p.extension().and_then(|e| e.to_str()))) {
+        (Some(json), _) => (Some(json), Some("json")),
+        (None, ext) => (out, ext_format(out, ext)?),
+    };
+    let (images, skipped) = classify::expand_inputs(paths)?;
+    if images.is_empty() {
+        bail!(
+            "no image files (.jpg, .jpeg, .png) under {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if skipped > 0 {
+        eprintln!("skipping {skipped} file(s) without an image extension in the folders given");
+    }
+    let classifier = model.classifier()?;
+    let options = PredictOptions {
+        batch_size: model.batch_size as usize,
+    };
+    let bar = progress_bar(images.len());
+    let report = classify::predict(&classifier, &images, &options, &mut |p| {
+        if p.is_ok() {
+            bar.suspend(|| println!("{}", p.line()));
+        }
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    if let (Some(path), Some(format)) = (out, format) {
+        let text = if format == "csv" {
+            report.to_csv()
+        } else {
+            report.to_json()
+        };
+        classify::write_output(path, &text)?;
+        eprintln!(
+            "wrote {} ({} rows)",
+            path.display(),
+            report.predictions.len()
+        );
+    }
+    let failed = report.failures();
+    if failed > 0 {
+        eprintln!("\n{failed} image(s) could not be classified:");
+        for p in report.predictions.iter().filter(|p| !p.is_ok()) {
+            eprintln!("  {}", p.line());
+        }
+        bail!(
+            "{failed} of {} images could not be classified",
+            report.predictions.len()
+        );
     }
     Ok(())
 }

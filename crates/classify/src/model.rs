@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use imagedata::{Interpolation, TargetSize};
 use models::{
-    Backbone, MODEL_SPEC_KEY, Model, ModelError, ModelSpec, Network, ResolvedWeights,
+    Backbone, MODEL_SPEC_KEY, Mode, Model, ModelError, ModelSpec, Network, ResolvedWeights,
     load_from_spec,
 };
 use pipeline::layout::MODEL_FILE;
+use stage::Calibration;
 
 use crate::error::{ClassifyError, Result};
 
@@ -33,6 +34,64 @@ pub struct LoadedModel {
     pub model: Model,
     /// The device it runs on.
     pub device: Device,
+    /// sha256 of the artifact file.
+    pub sha256: String,
+    /// The temperature scaling applied to the logits, when the model's folder holds a
+    /// calibration fitted for this file.
+    pub calibration: Option<AppliedCalibration>,
+    /// Why a calibration file beside the model was not applied (fitted for another model
+    /// file, unreadable).
+    pub calibration_skipped: Option<String>,
+}
+
+/// A calibration in use: what [`stage::Calibration`] fitted, and where it was read from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedCalibration {
+    /// The calibration file.
+    pub path: PathBuf,
+    /// Its sha256 (recorded by evaluations made with it).
+    pub sha256: String,
+    /// What it holds.
+    pub calibration: Calibration,
+}
+
+impl AppliedCalibration {
+    /// The temperature dividing the logits.
+    pub fn temperature(&self) -> f64 {
+        self.calibration.temperature
+    }
+}
+
+/// A network whose logits are divided by a temperature: the calibrated model as the engine's
+/// evaluation sees it (the predicted class is unchanged; the probabilities and the loss are
+/// the calibrated ones).
+pub struct Tempered<'a> {
+    network: &'a dyn Network,
+    temperature: f64,
+}
+
+impl<'a> Tempered<'a> {
+    /// `network` with its logits divided by `temperature` (1: unchanged).
+    pub fn new(network: &'a dyn Network, temperature: f64) -> Self {
+        Self {
+            network,
+            temperature,
+        }
+    }
+}
+
+impl Network for Tempered<'_> {
+    fn forward_t(&self, x: &Tensor, mode: &mut Mode<'_>) -> candle_core::Result<Tensor> {
+        let logits = self.network.forward_t(x, mode)?;
+        if self.temperature == 1.0 {
+            return Ok(logits);
+        }
+        logits.affine(1.0 / self.temperature, 0.0)
+    }
+
+    fn output_units(&self) -> usize {
+        self.network.output_units()
+    }
 }
 
 impl LoadedModel {
@@ -42,9 +101,34 @@ impl LoadedModel {
         TargetSize::new(h as u32, w as u32)
     }
 
-    /// Class probabilities `[N, classes]` of preprocessed images `x` (see [`probabilities`]).
+    /// The temperature applied to the logits (1 when uncalibrated).
+    pub fn temperature(&self) -> f64 {
+        self.calibration
+            .as_ref()
+            .map_or(1.0, AppliedCalibration::temperature)
+    }
+
+    /// The network as it classifies: with the calibration's temperature, when there is one.
+    pub fn network(&self) -> Tempered<'_> {
+        Tempered::new(&self.model, self.temperature())
+    }
+
+    /// The model without its calibration (the raw probabilities; what `calibrate` fits on).
+    pub fn uncalibrated(mut self) -> Self {
+        self.calibration = None;
+        self
+    }
+
+    /// Class probabilities `[N, classes]` of preprocessed images `x` (see [`probabilities`]),
+    /// calibrated when the model is.
     pub fn probabilities(&self, x: &Tensor, tta: bool) -> Result<Tensor> {
-        probabilities(&self.model, x, tta)
+        probabilities(&self.network(), x, tta)
+    }
+
+    /// The raw logits `[N, units]` of preprocessed images `x`, in evaluation mode and without
+    /// the temperature.
+    pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.model.forward_eval(x)?)
     }
 
     /// A one-line description: file, architecture (and backbone), input size, classes.
@@ -60,6 +144,25 @@ impl LoadedModel {
                 .unwrap_or_default(),
             self.spec.classes.len(),
             self.spec.classes.join(", ")
+        )
+    }
+
+    /// A name for the model: its stage folder's name (`top`, `finetune`, ...) and what it is,
+    /// such as `top (top model on efficientnet_lite0)`.
+    pub fn name(&self) -> String {
+        let folder = self
+            .path
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.path.display().to_string());
+        format!(
+            "{folder} ({}{})",
+            self.spec.architecture,
+            self.spec
+                .backbone_name()
+                .map(|b| format!(" on {b}"))
+                .unwrap_or_default()
         )
     }
 }
@@ -146,6 +249,11 @@ pub fn load_model(path: &Path, weights: Option<&Path>, device: &Device) -> Resul
     };
     let (tensors, _) = artifact::load(&path, device)?;
     let (model, _) = load_from_spec(&spec, &tensors, &path, backbone.as_ref(), device)?;
+    let sha256 = artifact::sha256_file(&path)?;
+    let (calibration, calibration_skipped) = match applicable_calibration(&path, &sha256) {
+        Ok(applied) => (applied, None),
+        Err(reason) => (None, Some(reason)),
+    };
     Ok(LoadedModel {
         path,
         spec,
@@ -154,5 +262,28 @@ pub fn load_model(path: &Path, weights: Option<&Path>, device: &Device) -> Resul
         backbone: resolved,
         model,
         device: device.clone(),
+        sha256,
+        calibration,
+        calibration_skipped,
     })
+}
+
+/// The calibration beside the model file `path` (sha256 `sha256`) that applies to it:
+/// `Ok(None)` when there is none, `Err(reason)` when there is one that does not apply.
+pub fn applicable_calibration(
+    path: &Path,
+    sha256: &str,
+) -> std::result::Result<Option<AppliedCalibration>, String> {
+    match Calibration::for_model(path, sha256) {
+        Ok(None) => Ok(None),
+        Ok(Some((calibration, file))) => {
+            let sha256 = artifact::sha256_file(&file).map_err(|e| e.to_string())?;
+            Ok(Some(AppliedCalibration {
+                path: file,
+                sha256,
+                calibration,
+            }))
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }

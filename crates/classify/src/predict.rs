@@ -3,29 +3,25 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use imagedata::{Limits, load_resized};
+use std::path::Path;
+
+use imagedata::DataError;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::classifier::Classifier;
 use crate::error::Result;
-use crate::eval::argmax;
-use crate::model::LoadedModel;
 
 /// How to predict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PredictOptions {
     /// Images decoded and classified together (decoding runs in parallel within a batch).
     pub batch_size: usize,
-    /// Average each image's probabilities with its left-right mirror's.
-    pub tta: bool,
 }
 
 impl Default for PredictOptions {
     fn default() -> Self {
-        Self {
-            batch_size: 32,
-            tta: false,
-        }
+        Self { batch_size: 32 }
     }
 }
 
@@ -80,6 +76,9 @@ pub struct PredictReport {
     pub classes: Vec<String>,
     /// Whether test-time augmentation (mirror averaging) was used.
     pub tta: bool,
+    /// The temperature the logits were divided by (`None`: uncalibrated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
     /// One entry per image, in the order given.
     pub predictions: Vec<Prediction>,
 }
@@ -103,28 +102,100 @@ impl PredictReport {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
+
+    /// The report as CSV: `path,class,probability`, one `p_<class>` column per class, then
+    /// `error` (empty when the image was classified); one row per image.
+    pub fn to_csv(&self) -> String {
+        let mut s = String::from("path,class,probability");
+        for c in &self.classes {
+            let _ = write!(s, ",{}", csv_field(&format!("p_{c}")));
+        }
+        s.push_str(",error\n");
+        for p in &self.predictions {
+            let _ = write!(s, "{}", csv_field(&p.image.display().to_string()));
+            let _ = write!(s, ",{}", csv_field(p.class.as_deref().unwrap_or("")));
+            match p.probability {
+                Some(v) => {
+                    let _ = write!(s, ",{v}");
+                }
+                None => s.push(','),
+            }
+            for i in 0..self.classes.len() {
+                match p.probabilities.as_ref().and_then(|r| r.get(i)) {
+                    Some(v) => {
+                        let _ = write!(s, ",{v}");
+                    }
+                    None => s.push(','),
+                }
+            }
+            let _ = writeln!(s, ",{}", csv_field(p.error.as_deref().unwrap_or("")));
+        }
+        s
+    }
 }
 
-/// Classifies `images`, resized and preprocessed as the artifact records, batch by batch.
+/// `value` as one CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_string()
+    }
+}
+
+/// The image files under `inputs`: a file is taken as given, a folder is walked recursively
+/// for files with an image extension (sorted, so runs are repeatable). Returns the files and
+/// the number of other files skipped in folders. A path that is not a folder is taken as a
+/// file even when it does not exist (its prediction then says so); a folder that cannot be
+/// listed is an error.
+pub fn expand_inputs(inputs: &[PathBuf]) -> Result<(Vec<PathBuf>, usize)> {
+    let mut files = Vec::new();
+    let mut skipped = 0;
+    for input in inputs {
+        if input.is_dir() {
+            walk(input, &mut files, &mut skipped)?;
+        } else {
+            files.push(input.clone());
+        }
+    }
+    Ok((files, skipped))
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, skipped: &mut usize) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| DataError::io(dir, e))?
+        .map(|e| e.map(|e| e.path()).map_err(|e| DataError::io(dir, e)))
+        .collect::<std::result::Result<_, _>>()?;
+    entries.sort();
+    for path in entries {
+        let meta = std::fs::metadata(&path).map_err(|e| DataError::io(&path, e))?;
+        if meta.is_dir() {
+            walk(&path, files, skipped)?;
+        } else if imagedata::decode::has_image_extension(&path) {
+            files.push(path);
+        } else {
+            *skipped += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Classifies `images` with `classifier`, batch by batch (decoding in parallel within a
+/// batch).
 ///
 /// An image that cannot be read or decoded gets an entry with its error and the others are
 /// still classified; `on_prediction` is called with each entry as soon as its batch is done,
 /// in the order given. Errors of the model itself (a failed forward pass) end the run.
 pub fn predict(
-    model: &LoadedModel,
+    classifier: &Classifier,
     images: &[PathBuf],
     options: &PredictOptions,
     on_prediction: &mut dyn FnMut(&Prediction),
 ) -> Result<PredictReport> {
-    let size = model.target_size();
-    let limits = Limits::default();
-    let classes = &model.spec.classes;
+    let classes = classifier.classes();
     let mut predictions = Vec::with_capacity(images.len());
     for chunk in images.chunks(options.batch_size.max(1)) {
-        let decoded: Vec<_> = chunk
-            .par_iter()
-            .map(|path| load_resized(path, size, model.interpolation, &limits))
-            .collect();
+        let decoded: Vec<_> = chunk.par_iter().map(|path| classifier.open(path)).collect();
         let mut ok = Vec::with_capacity(chunk.len());
         let errors: Vec<Option<String>> = decoded
             .into_iter()
@@ -136,32 +207,23 @@ pub fn predict(
                 Err(e) => Some(e.to_string()),
             })
             .collect();
-        let mut rows = if ok.is_empty() {
-            Vec::new()
-        } else {
-            let x = imagedata::images_to_tensor(&ok, &model.spec.preprocessing, &model.device)?;
-            model.probabilities(&x, options.tta)?.to_vec2::<f32>()?
-        }
-        .into_iter();
+        let mut rows = classifier.predict_prepared(&ok)?.into_iter();
         for (path, error) in chunk.iter().zip(errors) {
-            let prediction = match error {
-                None => {
-                    let row = rows.next().unwrap_or_default();
-                    let best = argmax(&row);
-                    Prediction {
-                        image: path.clone(),
-                        class: classes.get(best).cloned(),
-                        probability: row.get(best).copied(),
-                        probabilities: Some(row),
-                        error: None,
-                    }
-                }
-                Some(e) => Prediction {
+            let scores = if error.is_none() { rows.next() } else { None };
+            let prediction = match (error, scores) {
+                (None, Some(scores)) => Prediction {
+                    image: path.clone(),
+                    class: Some(scores.class),
+                    probability: Some(scores.probability),
+                    probabilities: Some(scores.probabilities),
+                    error: None,
+                },
+                (error, _) => Prediction {
                     image: path.clone(),
                     class: None,
                     probability: None,
                     probabilities: None,
-                    error: Some(e),
+                    error: Some(error.unwrap_or_else(|| "no prediction".into())),
                 },
             };
             on_prediction(&prediction);
@@ -169,9 +231,14 @@ pub fn predict(
         }
     }
     Ok(PredictReport {
-        model: model.path.clone(),
-        classes: classes.clone(),
-        tta: options.tta,
+        model: classifier.model().path.clone(),
+        classes: classes.to_vec(),
+        tta: classifier.tta(),
+        temperature: classifier
+            .model()
+            .calibration
+            .as_ref()
+            .map(|c| c.temperature()),
         predictions,
     })
 }

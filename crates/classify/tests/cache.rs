@@ -39,6 +39,7 @@ fn options(tta: bool) -> EvalOptions {
         batch_size: 3,
         tta,
         progress: false,
+        calibrated: true,
     }
 }
 

@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod calibration;
 mod checkpoint;
 mod data;
 mod early_stopping;

@@ -155,7 +155,7 @@ impl DataError {
     }
 
     /// An I/O error on `path`, mapping "not found" to [`DataError::NotFound`].
-    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         if source.kind() == std::io::ErrorKind::NotFound {
             DataError::NotFound {
                 path: path.to_path_buf(),

@@ -33,6 +33,9 @@ pub mod names {
     pub const KFOLD: &str = "kfold";
     /// The draw of files when a split is shuffled.
     pub const SPLIT: &str = "split";
+    /// The order in which the validation photos are dealt into the two halves of the
+    /// calibration's cross-fitting.
+    pub const CALIBRATION_HALVES: &str = "calibration-halves";
 }
 
 /// The FNV-1a 64-bit hash of `bytes`.

@@ -18,10 +18,14 @@ pub mod stage {
     pub const TRAIN_TOP_KFOLD: &str = "train-top-kfold";
     /// `finetune`: the fine-tuned backbone tail and top (method 3).
     pub const FINETUNE: &str = "finetune";
+    /// `classify calibrate`: a model's temperature, fitted on the validation split.
+    pub const CALIBRATE: &str = "calibrate";
 }
 
 /// A trained model's file inside its stage folder.
 pub const MODEL_FILE: &str = "model.safetensors";
+/// A model's temperature scaling inside its stage folder (`classify calibrate`).
+pub const CALIBRATION_FILE: &str = "calibration.safetensors";
 /// A training stage's figures inside its stage folder.
 pub const METRICS_FILE: &str = "metrics.json";
 /// The folder, inside a model's stage folder, where `classify evaluate --json` results live.

@@ -2,7 +2,7 @@
 //! ([`Trainer`], [`run`]), their options and the command-line flags every computing stage takes
 //! ([`StageArgs`], [`TrainArgs`], [`DeviceArg`]), the class-mode rule ([`class_mode`]), the trained top model fine-tuning starts from ([`TrainedTop`]),
 //! and the schemas of the files one stage writes and others read ([`Metrics`],
-//! [`EvalReport`], [`KFoldReport`]).
+//! [`EvalReport`], [`KFoldReport`], [`Calibration`]).
 //!
 //! No stage crate depends on another: what two of them share lives here or in a library
 //! below (`features` for bottleneck features, `pipeline` for settings and the artifacts
@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod calibration;
 mod classes;
 mod cli;
 mod device;
@@ -19,6 +20,7 @@ mod reports;
 mod template;
 mod top;
 
+pub use calibration::{Calibration, calibration_file};
 pub use classes::class_mode;
 pub use cli::{StageArgs, TrainArgs};
 pub use device::{DeviceArg, describe as describe_device};

@@ -53,6 +53,9 @@ pub struct EvalReport {
     pub classes: Vec<String>,
     /// Whether test-time augmentation (mirror averaging) was used.
     pub tta: bool,
+    /// The temperature the logits were divided by (`None`: uncalibrated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
     /// Images evaluated.
     pub samples: usize,
     /// Correctly classified images.
@@ -219,18 +222,29 @@ pub struct EvalProvenance {
     pub data_digest: String,
     /// Whether test-time augmentation (mirror averaging) was used.
     pub tta: bool,
+    /// The sha256 of the calibration file whose temperature the probabilities (and the
+    /// loss) were computed with; `None`: uncalibrated.
+    #[serde(default)]
+    pub calibration: Option<String>,
     /// The version of `classify` that evaluated.
     pub version: String,
 }
 
 impl EvalProvenance {
     /// The provenance of evaluating the artifact file `model_file` on the labelled folder
-    /// `data`, with or without test-time augmentation.
-    pub fn compute(model_file: &Path, data: &Path, tta: bool) -> Result<Self> {
+    /// `data`, with or without test-time augmentation, with the calibration file whose sha256
+    /// is `calibration` (or none).
+    pub fn compute(
+        model_file: &Path,
+        data: &Path,
+        tta: bool,
+        calibration: Option<String>,
+    ) -> Result<Self> {
         Ok(Self {
             model_sha256: artifact::sha256_file(model_file)?,
             data_digest: ImageFolder::scan(data)?.content_digest()?,
             tta,
+            calibration,
             version: env!("CARGO_PKG_VERSION").into(),
         })
     }
@@ -246,6 +260,12 @@ impl EvalProvenance {
                 "it was evaluated {} test-time augmentation",
                 if stored.tta { "with" } else { "without" }
             ))
+        } else if self.calibration != stored.calibration {
+            Some(match (&stored.calibration, &self.calibration) {
+                (None, _) => "it was evaluated uncalibrated; the model is calibrated now".into(),
+                (_, None) => "it was evaluated with a calibration the model no longer has".into(),
+                _ => "the model's calibration changed".into(),
+            })
         } else if self.version != stored.version {
             Some(format!(
                 "it was evaluated by version {}, this is {}",

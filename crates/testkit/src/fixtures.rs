@@ -4,8 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use artifact::Metadata;
 use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
 use image::RgbImage;
+use models::{Architecture, ModelSpec, Preprocessing};
 use pipeline::Pipeline;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -98,4 +101,83 @@ pub fn synthetic_pipeline(data: &Path, artifacts: &Path, extra: &[&str]) -> Pipe
 /// The tensors and metadata of a safetensors file, on the CPU.
 pub fn load(path: &Path) -> (BTreeMap<String, Tensor>, artifact::Metadata) {
     artifact::load(path, &Device::Cpu).unwrap()
+}
+
+/// Side of the fixture images and of the hand-set model's input.
+pub const SIDE: u32 = 32;
+
+/// The spec of the hand-set model.
+pub fn brightness_spec() -> ModelSpec {
+    ModelSpec::new(
+        Architecture::SmallCnn,
+        vec!["bright".into(), "dark".into()],
+        (SIDE as usize, SIDE as usize),
+        Preprocessing::rescale(1.0 / 255.0),
+        None,
+        None,
+    )
+    .unwrap()
+}
+
+fn tensor_of(values: Vec<f32>, shape: &[usize]) -> Tensor {
+    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+}
+
+/// The weights of a small convnet whose output is exactly `0.5 - mean brightness` on uniform
+/// images: each convolution's first filter averages its input's first channel (all three for
+/// the first), the hidden unit 0 averages the first feature map, and the output is
+/// `0.5 - hidden_0`.
+pub fn brightness_weights() -> BTreeMap<String, Tensor> {
+    let varmap = VarMap::new();
+    models::build_from_spec(&brightness_spec(), &varmap, None, &Device::Cpu).unwrap();
+    let shapes: BTreeMap<String, Vec<usize>> = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(n, v)| (n.clone(), v.dims().to_vec()))
+        .collect();
+    let mut out = BTreeMap::new();
+    for (name, shape) in shapes {
+        let n: usize = shape.iter().product();
+        let mut v = vec![0f32; n];
+        match name.as_str() {
+            "conv1.weight" => v[..27].fill(1.0 / 27.0),
+            "conv2.weight" | "conv3.weight" => v[..9].fill(1.0 / 9.0),
+            "dense1.weight" => {
+                // Row 0, the first feature map (2×2 for a 32×32 input).
+                let per_map = shape[1] / 64;
+                v[..per_map].fill(1.0 / per_map as f32);
+            }
+            "dense2.weight" => v[0] = -1.0,
+            "dense2.bias" => v[0] = 0.5,
+            _ => {}
+        }
+        out.insert(name, tensor_of(v, &shape));
+    }
+    out
+}
+
+/// The metadata of a model artifact with `spec` (and the nearest-neighbour resize filter).
+pub fn model_metadata(spec: &ModelSpec) -> Metadata {
+    let mut meta = Metadata::new();
+    spec.insert_into(&mut meta);
+    meta.insert(engine::INTERPOLATION_KEY.into(), "\"nearest\"".into());
+    meta
+}
+
+/// Saves `tensors` with `meta` as `path`.
+pub fn save(path: &Path, tensors: &BTreeMap<String, Tensor>, meta: &Metadata) {
+    artifact::save(path, tensors.iter().map(|(n, t)| (n.as_str(), t)), meta).unwrap();
+}
+
+/// Writes the hand-set model as `dir/model.safetensors`; returns that path.
+pub fn write_brightness_model(dir: &Path) -> PathBuf {
+    let path = dir.join("model.safetensors");
+    save(
+        &path,
+        &brightness_weights(),
+        &model_metadata(&brightness_spec()),
+    );
+    path
 }

@@ -1,5 +1,5 @@
-//! Shared fixtures: uniform images, a hand-set "brightness" small convnet artifact and
-//! running the binary (the shared data folder and the exit-status checks are `testkit`'s).
+//! Shared fixtures: uniform images, the hand-set "brightness" small convnet artifact
+//! (`testkit::fixtures`) and running the binary (the shared data folder and the exit-status checks are `testkit`'s).
 
 #![allow(dead_code)]
 
@@ -8,14 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use testkit::cli::{expect_failure, expect_success};
+#[allow(unused_imports)]
+pub use testkit::fixtures::{
+    SIDE, brightness_spec, brightness_weights, model_metadata, save, write_brightness_model,
+};
 
-use artifact::Metadata;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use candle_nn::VarMap;
-use models::{Architecture, ModelSpec, Preprocessing};
-
-/// Side of the fixture images and of the hand-set model's input.
-pub const SIDE: u32 = 32;
 
 /// Writes a `SIDE`×`SIDE` PNG whose every pixel is `(v, v, v)`.
 pub fn write_uniform(path: &Path, v: u8) {
@@ -53,82 +52,6 @@ pub fn logit(v: u8) -> f64 {
 /// The logistic function.
 pub fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
-}
-
-/// The spec of the hand-set model.
-pub fn brightness_spec() -> ModelSpec {
-    ModelSpec::new(
-        Architecture::SmallCnn,
-        vec!["bright".into(), "dark".into()],
-        (SIDE as usize, SIDE as usize),
-        Preprocessing::rescale(1.0 / 255.0),
-        None,
-        None,
-    )
-    .unwrap()
-}
-
-fn tensor(values: Vec<f32>, shape: &[usize]) -> Tensor {
-    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-}
-
-/// The weights of a small convnet whose output is exactly `0.5 - mean brightness` on uniform
-/// images: each convolution's first filter averages its input's first channel (all three for
-/// the first), the hidden unit 0 averages the first feature map, and the output is
-/// `0.5 - hidden_0`.
-pub fn brightness_weights() -> BTreeMap<String, Tensor> {
-    let varmap = VarMap::new();
-    models::build_from_spec(&brightness_spec(), &varmap, None, &Device::Cpu).unwrap();
-    let shapes: BTreeMap<String, Vec<usize>> = varmap
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(n, v)| (n.clone(), v.dims().to_vec()))
-        .collect();
-    let mut out = BTreeMap::new();
-    for (name, shape) in shapes {
-        let n: usize = shape.iter().product();
-        let mut v = vec![0f32; n];
-        match name.as_str() {
-            "conv1.weight" => v[..27].fill(1.0 / 27.0),
-            "conv2.weight" | "conv3.weight" => v[..9].fill(1.0 / 9.0),
-            "dense1.weight" => {
-                // Row 0, the first feature map (2×2 for a 32×32 input).
-                let per_map = shape[1] / 64;
-                v[..per_map].fill(1.0 / per_map as f32);
-            }
-            "dense2.weight" => v[0] = -1.0,
-            "dense2.bias" => v[0] = 0.5,
-            _ => {}
-        }
-        out.insert(name, tensor(v, &shape));
-    }
-    out
-}
-
-/// The metadata of a model artifact with `spec` (and the nearest-neighbour resize filter).
-pub fn model_metadata(spec: &ModelSpec) -> Metadata {
-    let mut meta = Metadata::new();
-    spec.insert_into(&mut meta);
-    meta.insert(engine::INTERPOLATION_KEY.into(), "\"nearest\"".into());
-    meta
-}
-
-/// Saves `tensors` with `meta` as `path`.
-pub fn save(path: &Path, tensors: &BTreeMap<String, Tensor>, meta: &Metadata) {
-    artifact::save(path, tensors.iter().map(|(n, t)| (n.as_str(), t)), meta).unwrap();
-}
-
-/// Writes the hand-set model as `dir/model.safetensors`; returns that path.
-pub fn write_brightness_model(dir: &Path) -> PathBuf {
-    let path = dir.join("model.safetensors");
-    save(
-        &path,
-        &brightness_weights(),
-        &model_metadata(&brightness_spec()),
-    );
-    path
 }
 
 /// Every variable of `varmap` as a tensor, by name.

@@ -1,0 +1,146 @@
+//! The schema of a model's calibration (`calibration.safetensors` beside `model.safetensors`,
+//! written by `classify calibrate`, read by `classify` and the report).
+//!
+//! The file is an artifact like every other: one tensor `temperature` `[1]`, the provenance
+//! of the model file and the photos it was fitted on, and the measurements as JSON under
+//! [`CALIBRATION_KEY`]. It lives beside the model rather than inside it, so that calibrating a
+//! model does not change the model file (which the fine-tuner and the evaluations record by
+//! digest). A calibration whose recorded model digest is not the model file's is stale and is
+//! not applied.
+
+use std::path::{Path, PathBuf};
+
+use artifact::{Freshness, Provenance};
+use candle_core::{Device, Tensor};
+use engine::calibration::ReliabilityBin;
+use pipeline::layout::{CALIBRATION_FILE, stage::CALIBRATE};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StageError};
+
+/// The metadata key holding the [`Calibration`] as JSON.
+pub const CALIBRATION_KEY: &str = "littledata.calibration";
+/// The tensor holding the temperature.
+pub const TEMPERATURE_TENSOR: &str = "temperature";
+/// The provenance input naming the model file's sha256.
+const MODEL_INPUT: &str = "model";
+/// The provenance input naming the calibration photos' content digest.
+const DATA_INPUT: &str = "data";
+
+/// What `classify calibrate` fitted and measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// The method: `temperature` (one scalar dividing the logits).
+    pub method: String,
+    /// The temperature fitted on every calibration photo: the one applied.
+    pub temperature: f64,
+    /// sha256 of the model file it was fitted for.
+    pub model_sha256: String,
+    /// The labelled folder it was fitted on.
+    pub data: PathBuf,
+    /// That folder's content digest.
+    pub data_digest: String,
+    /// The seed of the cross-fitting halves.
+    pub seed: u64,
+    /// Photos fitted on.
+    pub samples: usize,
+    /// Their accuracy (the same with and without the temperature).
+    pub accuracy: f64,
+    /// The temperature fitted on each half of the two-fold cross-fitting.
+    pub fold_temperatures: [f64; 2],
+    /// Confidence bins of the ECE.
+    pub bins: usize,
+    /// The expected calibration error without the temperature.
+    pub ece_before: f64,
+    /// The ECE of the cross-fitted probabilities (each half under the other half's fit).
+    pub ece_after: f64,
+    /// The mean negative log-likelihood without the temperature.
+    pub nll_before: f64,
+    /// The cross-fitted mean negative log-likelihood.
+    pub nll_after: f64,
+    /// The reliability diagram without the temperature.
+    pub reliability_before: Vec<ReliabilityBin>,
+    /// The cross-fitted reliability diagram.
+    pub reliability_after: Vec<ReliabilityBin>,
+}
+
+/// The calibration file of the model artifact at `model_file`: `calibration.safetensors` in
+/// the same folder.
+pub fn calibration_file(model_file: &Path) -> PathBuf {
+    model_file
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join(CALIBRATION_FILE)
+}
+
+/// The provenance a calibration of the model file with digest `model_sha256` on photos with
+/// content digest `data_digest`, cross-fitted with `seed`, records.
+pub fn provenance(model_sha256: &str, data_digest: &str, seed: u64) -> Provenance {
+    let settings = serde_json::json!({ "method": "temperature", "seed": seed });
+    Provenance::new(CALIBRATE, artifact::sha256_json(&settings))
+        .input(MODEL_INPUT, model_sha256)
+        .input(DATA_INPUT, data_digest)
+}
+
+impl Calibration {
+    /// Whether `path` already holds this model's calibration on these photos with this seed
+    /// (and its bytes check out).
+    pub fn freshness(path: &Path, expected: &Provenance) -> Result<Freshness> {
+        Ok(artifact::check_fresh(path, expected)?)
+    }
+
+    /// Writes the calibration to `path` atomically, with `provenance`.
+    pub fn save(&self, path: &Path, provenance: &Provenance) -> Result<()> {
+        let mut meta = provenance.to_metadata();
+        let json = serde_json::to_string(self)
+            .map_err(|e| StageError::Settings(format!("{}: cannot encode: {e}", path.display())))?;
+        meta.insert(CALIBRATION_KEY.into(), json);
+        let t = Tensor::new(&[self.temperature as f32], &Device::Cpu)?;
+        artifact::save(path, [(TEMPERATURE_TENSOR, &t)], &meta)?;
+        Ok(())
+    }
+
+    /// Reads the calibration at `path` (its digest checked).
+    pub fn read(path: &Path) -> Result<Self> {
+        let meta = artifact::read_metadata(path)?;
+        let calibration: Self = artifact::meta_json(&meta, path, CALIBRATION_KEY)?;
+        if !(calibration.temperature.is_finite() && calibration.temperature > 0.0) {
+            return Err(StageError::Settings(format!(
+                "{}: temperature {} is not a positive number; rerun `classify calibrate`",
+                path.display(),
+                calibration.temperature
+            )));
+        }
+        Ok(calibration)
+    }
+
+    /// The calibration of the model file `model_file` whose sha256 is `model_sha256`, if its
+    /// folder holds one fitted for that file: `Ok(None)` when there is none, `Err` with the
+    /// reason when there is one for another model file or it cannot be read.
+    pub fn for_model(model_file: &Path, model_sha256: &str) -> Result<Option<(Self, PathBuf)>> {
+        let path = calibration_file(model_file);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let calibration = Self::read(&path)?;
+        if !calibration.model_sha256.eq_ignore_ascii_case(model_sha256) {
+            return Err(StageError::Settings(format!(
+                "{}: fitted for another model file (sha256 {}, {} is {}); rerun `classify \
+                 calibrate --model {}`",
+                path.display(),
+                short(&calibration.model_sha256),
+                model_file.display(),
+                short(model_sha256),
+                model_file
+                    .parent()
+                    .unwrap_or_else(|| Path::new("."))
+                    .display()
+            )));
+        }
+        Ok(Some((calibration, path)))
+    }
+}
+
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
+}
