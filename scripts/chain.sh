@@ -2,7 +2,8 @@
 # The whole post with one pipeline file, stage by stage:
 #   split (only when <data.dir>/train does not exist) → preview → train-small →
 #   extract-bottlenecks → train-top → finetune (skipped for a backbone that cannot be
-#   fine-tuned) → evaluate each model (small_cnn, top, finetune) on <data.dir>/validation and, when it exists, <data.dir>/test, into
+#   fine-tuned) → calibrate each model (its temperature, fitted on the validation split) →
+#   evaluate each model (small_cnn, top, finetune) on <data.dir>/validation and, when it exists, <data.dir>/test, into
 #   <data.artifacts>/<model>/evaluation/<split>.json → report.
 # Every stage but preview and report (a second each) checks its artifacts first and prints
 # "up to date" instead of redoing work, so a rerun with nothing changed takes seconds, and a
@@ -152,6 +153,11 @@ weights_arg=()
 if [[ -n "$weights" ]]; then
     weights_arg=(--weights "$weights")
 fi
+seed=$(setting data.seed)
+for model in "${models[@]}"; do
+    run_stage "calibrate $model" "$bin/classify" calibrate \
+        --model "$artifacts/$model" --data "$data/validation" --seed "$seed" "${weights_arg[@]}"
+done
 for model in "${models[@]}"; do
     for split in validation test; do
         [[ -d "$data/$split" ]] || continue

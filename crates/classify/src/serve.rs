@@ -98,6 +98,9 @@ struct ApiError {
     status: StatusCode,
     kind: &'static str,
     message: String,
+    /// The request body was not read to its end: the connection cannot carry another request,
+    /// and the answer says so (`Connection: close`) so that the client opens a new one.
+    close: bool,
 }
 
 impl ApiError {
@@ -106,6 +109,7 @@ impl ApiError {
             status,
             kind,
             message: message.into(),
+            close: false,
         }
     }
 
@@ -141,7 +145,14 @@ impl IntoResponse for ApiError {
             error: &self.message,
             kind: self.kind,
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.close {
+            response.headers_mut().insert(
+                header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 
@@ -304,14 +315,22 @@ async fn predict_inner(state: &Arc<AppState>, request: Request) -> Result<Respon
                 .map_err(|e| ApiError::new(e.status(), "bad_multipart", e.body_text()))?;
             predict_multipart(state, multipart).await
         }
-        Some(t) if !RAW_TYPES.contains(&t) => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "wrong_content_type",
-            format!(
-                "content type `{t}` is not accepted: send the image as image/jpeg, image/png or \
-                 application/octet-stream, or as multipart/form-data file fields"
-            ),
-        )),
+        Some(t) if !RAW_TYPES.contains(&t) => {
+            let error = ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "wrong_content_type",
+                format!(
+                    "content type `{t}` is not accepted: send the image as image/jpeg, image/png \
+                     or application/octet-stream, or as multipart/form-data file fields"
+                ),
+            );
+            // Read the body (within the limit) so that the connection can carry the next
+            // request; a body over the limit is refused as such.
+            Bytes::from_request(request, &())
+                .await
+                .map_err(|e| body_error(e.status(), e.body_text()))?;
+            Err(error)
+        }
         _ => {
             let bytes = Bytes::from_request(request, &())
                 .await
@@ -331,7 +350,7 @@ async fn predict_inner(state: &Arc<AppState>, request: Request) -> Result<Respon
 
 /// The answer to a body that could not be read (over the limit, or broken off).
 fn body_error(status: StatusCode, text: String) -> ApiError {
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
+    let mut error = if status == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             status,
             "body_too_large",
@@ -339,7 +358,9 @@ fn body_error(status: StatusCode, text: String) -> ApiError {
         )
     } else {
         ApiError::new(status, "bad_body", text)
-    }
+    };
+    error.close = true;
+    error
 }
 
 async fn predict_multipart(
@@ -500,8 +521,15 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await?;
-    // Every handler (and so every sender) is gone: the worker ends after its last batch.
-    let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+    // Every handler (and so every sender) is gone: the worker ends after its last batch. The
+    // wait is bounded so that a stuck forward pass cannot keep the process from exiting.
+    let joined = tokio::task::spawn_blocking(move || worker.join());
+    if tokio::time::timeout(Duration::from_secs(60), joined)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the batch worker did not finish within 60 s of the last request");
+    }
     Ok(())
 }
 
