@@ -28,9 +28,18 @@ train-small *ARGS:
 evaluate MODEL="artifacts/small_cnn" DATA="data/validation" *ARGS:
     cargo run {{cargo_flags}} -p classify -- evaluate --model {{MODEL}} --data {{DATA}} {{ARGS}}
 
-# The predicted class and its probability for each image.
-predict MODEL *IMAGES:
-    cargo run {{cargo_flags}} -p classify -- predict --model {{MODEL}} {{IMAGES}}
+# The predicted class and its probability for each image; folders are walked recursively
+# (`--out FILE.csv` writes every row).
+predict MODEL *PATHS:
+    cargo run {{cargo_flags}} -p classify -- predict --model {{MODEL}} {{PATHS}}
+
+# Fit a model's temperature on the validation split (calibrated probabilities).
+calibrate MODEL="artifacts/top" DATA="data/validation" *ARGS:
+    cargo run {{cargo_flags}} -p classify -- calibrate --model {{MODEL}} --data {{DATA}} {{ARGS}}
+
+# Serve a model over HTTP with a page to try it (http://127.0.0.1:8080 by default).
+serve MODEL="artifacts/finetune" *ARGS:
+    cargo run {{cargo_flags}} -p classify -- serve --model {{MODEL}} {{ARGS}}
 
 # `--shard i/n` (or `auto` under Slurm/Kubernetes) computes one slice; `merge` joins them.
 # Cache the pretrained backbone's features of the splits (method 2, part 1).

@@ -679,6 +679,14 @@ fn the_page_classifies_a_chosen_photo_in_chromium() {
         "the old result is still shown: {page}"
     );
     std::fs::write(shots.join("serve-page-error.png"), browser.screenshot()).unwrap();
+    // The failed request is logged, so the console check above reads a working log.
+    let console = browser.console();
+    assert!(
+        console.iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("/predict") && m.contains("415"))),
+        "the console does not show the refused request: {console:#?}"
+    );
 
     browser.quit();
     drop(browser);

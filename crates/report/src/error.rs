@@ -40,6 +40,16 @@ pub enum ReportError {
         #[source]
         source: Box<models::ModelError>,
     },
+    /// A calibration file (`calibration.safetensors`) is not what `classify calibrate` writes.
+    /// The message is the reader's, which names the file.
+    #[error("{source}")]
+    Calibration {
+        /// The calibration file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: Box<stage::StageError>,
+    },
     /// A figure cannot be drawn or encoded.
     #[error("{}: {reason}", path.display())]
     Figure {

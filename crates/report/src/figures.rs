@@ -1,13 +1,15 @@
-//! The report's pictures: the three methods' training curves side by side, and a grid of the
-//! validation images a model got wrong.
+//! The report's pictures: the three methods' training curves side by side, a grid of the
+//! validation images a model got wrong, and a model's reliability diagram before and after
+//! calibration.
 
 use std::path::Path;
 
 use engine::History;
+use engine::calibration::ReliabilityBin;
 use image::{Rgb, RgbImage, imageops};
 use plotters::prelude::*;
 use rayon::prelude::*;
-use stage::Mistake;
+use stage::{Calibration, Mistake};
 
 use crate::error::{ReportError, Result};
 
@@ -23,6 +25,13 @@ const CAPTION: u32 = 36;
 const FONT_SIZE: f64 = 13.0;
 /// Caption characters that fit under a thumbnail in the monospaced font.
 const CAPTION_CHARS: usize = 16;
+
+/// Width and height of a reliability diagram, in pixels.
+pub const RELIABILITY_SIZE: (u32, u32) = (640, 600);
+/// The uncalibrated bars' colour (the curves' orange).
+pub const UNCALIBRATED_COLOR: RGBColor = RGBColor(255, 127, 14);
+/// The calibrated bars' colour (the curves' blue).
+pub const CALIBRATED_COLOR: RGBColor = RGBColor(31, 119, 180);
 
 /// The training curves of named runs side by side (see [`engine::render_comparison`]), as
 /// PNG bytes; `path` names the figure in errors.
@@ -109,6 +118,116 @@ pub fn mistakes_grid(mistakes: &[&Mistake], path: &Path) -> Result<(Vec<u8>, usi
     Ok((encode_png(&canvas, path)?, unreadable))
 }
 
+/// The reliability diagram of a model's calibration, titled `title`, as PNG bytes; `path`
+/// names the figure in errors. x: confidence (the top probability, 0 to 1); y: the accuracy
+/// of the photos in each confidence bin; the diagonal is perfect calibration. Each non-empty
+/// bin has two bars side by side: without the temperature (left half, orange) and with it,
+/// cross-fitted (right half, blue); the legend gives each one's expected calibration error.
+pub fn reliability(title: &str, calibration: &Calibration, path: &Path) -> Result<Vec<u8>> {
+    let family = engine::font_family().map_err(|e| ReportError::figure(path, e))?;
+    let (width, height) = RELIABILITY_SIZE;
+    let mut canvas = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
+    {
+        let fail = |e: DrawingAreaErrorKind<_>| ReportError::figure(path, e);
+        let root = BitMapBackend::with_buffer(&mut canvas, (width, height)).into_drawing_area();
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (family, 20))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+            .map_err(fail)?;
+        chart
+            .configure_mesh()
+            .x_desc("confidence (top probability)")
+            .y_desc("accuracy")
+            .x_labels(11)
+            .y_labels(11)
+            .x_label_formatter(&|v| format!("{v:.1}"))
+            .y_label_formatter(&|v| format!("{v:.1}"))
+            .label_style((family, 14))
+            .axis_desc_style((family, 16))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(fail)?;
+        let series = [
+            (
+                &calibration.reliability_before,
+                UNCALIBRATED_COLOR,
+                false,
+                format!("uncalibrated: ECE {:.4}", calibration.ece_before),
+            ),
+            (
+                &calibration.reliability_after,
+                CALIBRATED_COLOR,
+                true,
+                format!(
+                    "calibrated (cross-fitted), T = {:.3}: ECE {:.4}",
+                    calibration.temperature, calibration.ece_after
+                ),
+            ),
+        ];
+        for (bins, color, right, label) in series {
+            chart
+                .draw_series(bars(bins, right).flat_map(|[a, b]| {
+                    [
+                        Rectangle::new([a, b], color.filled()),
+                        Rectangle::new([a, b], BLACK.stroke_width(1)),
+                    ]
+                }))
+                .map_err(fail)?
+                .label(label)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 6), (x + 20, y + 6)], color.filled())
+                });
+        }
+        // The diagonal over the bars, so that it shows where they fall short of it.
+        let grey = RGBColor(120, 120, 120);
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(0.0, 0.0), (1.0, 1.0)],
+                8,
+                5,
+                grey.stroke_width(2),
+            ))
+            .map_err(fail)?
+            .label("perfect calibration")
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(2))
+            });
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font((family, 14))
+            .background_style(WHITE.mix(0.9))
+            .border_style(RGBColor(180, 180, 180))
+            .draw()
+            .map_err(fail)?;
+        root.present().map_err(fail)?;
+    }
+    encode_png(&canvas, path)
+}
+
+/// The share of a bin's width left empty on each side of its pair of bars, so that the bins
+/// stand apart.
+const BIN_GAP: f64 = 0.0625;
+
+/// The corners of the bars of a reliability diagram's non-empty bins: each bin's left half,
+/// or its right half when `right` (less [`BIN_GAP`] at the bin's edge), from 0 up to the
+/// bin's accuracy.
+fn bars(bins: &[ReliabilityBin], right: bool) -> impl Iterator<Item = [(f64, f64); 2]> + '_ {
+    bins.iter().filter(|b| b.count > 0).map(move |b| {
+        let mid = 0.5 * (b.lower + b.upper);
+        let gap = BIN_GAP * (b.upper - b.lower);
+        let (x0, x1) = if right {
+            (mid, b.upper - gap)
+        } else {
+            (b.lower + gap, mid)
+        };
+        [(x0, b.accuracy.clamp(0.0, 1.0)), (x1, 0.0)]
+    })
+}
+
 /// `s` cut to `max` characters, the last one an ellipsis when it was longer.
 fn shorten(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
@@ -129,6 +248,35 @@ fn encode_png(img: &RgbImage, path: &Path) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reliability_bars_split_each_non_empty_bin() {
+        let bin = |lower: f64, count: usize, accuracy: f64| ReliabilityBin {
+            lower,
+            upper: lower + 0.25,
+            count,
+            confidence: lower + 0.1,
+            accuracy,
+        };
+        let bins = [bin(0.25, 0, 0.0), bin(0.5, 3, 0.5), bin(0.75, 2, 1.0)];
+        let left: Vec<_> = bars(&bins, false).collect();
+        let gap = BIN_GAP * 0.25;
+        assert_eq!(
+            left,
+            [
+                [(0.5 + gap, 0.5), (0.625, 0.0)],
+                [(0.75 + gap, 1.0), (0.875, 0.0)]
+            ]
+        );
+        let right: Vec<_> = bars(&bins, true).collect();
+        assert_eq!(
+            right,
+            [
+                [(0.625, 0.5), (0.75 - gap, 0.0)],
+                [(0.875, 1.0), (1.0 - gap, 0.0)]
+            ]
+        );
+    }
 
     #[test]
     fn shortens_with_an_ellipsis() {

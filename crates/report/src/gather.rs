@@ -2,7 +2,8 @@
 //! history, metrics and evaluations, the bottleneck features' metadata and the k-fold results.
 //!
 //! A file that is absent is a stage not run yet (noted, not an error); a file that is present
-//! but unreadable is an error naming it.
+//! but unreadable is an error naming it. A calibration fitted for another model file is kept
+//! as [`CalibrationState::Stale`] (reported with the command that fits this one), not used.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +13,7 @@ use features::{FeatureFile, FeatureMeta, feature_path};
 use models::ModelSpec;
 use pipeline::{Layout, layout};
 use serde::de::DeserializeOwned;
-use stage::{EvalReport, KFoldReport, Metrics};
+use stage::{Calibration, EvalReport, KFoldReport, Metrics};
 
 use crate::error::{ReportError, Result};
 use crate::method::Method;
@@ -66,6 +67,40 @@ pub fn detail(m: &Metrics) -> Option<String> {
     }
 }
 
+/// A method's calibration (`calibration.safetensors` beside its model, written by
+/// `classify calibrate`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CalibrationState {
+    /// No calibration file.
+    Missing,
+    /// A calibration fitted for another model file (an earlier model): left out.
+    Stale {
+        /// The calibration file.
+        path: PathBuf,
+        /// sha256 of the model file it was fitted for.
+        fitted_for: String,
+        /// sha256 of the model file there now.
+        model_sha256: String,
+    },
+    /// The calibration of this model.
+    Fitted {
+        /// The calibration file, with its provenance.
+        artifact: ArtifactInfo,
+        /// What it fitted and measured.
+        calibration: Box<Calibration>,
+    },
+}
+
+impl CalibrationState {
+    /// The calibration, when it was fitted for this model.
+    pub fn fitted(&self) -> Option<&Calibration> {
+        match self {
+            CalibrationState::Fitted { calibration, .. } => Some(calibration),
+            _ => None,
+        }
+    }
+}
+
 /// A method whose model exists.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MethodRun {
@@ -85,6 +120,8 @@ pub struct MethodRun {
     pub validation: Option<Evaluation>,
     /// `evaluation/test.json`, when present and not older than the model.
     pub test: Option<Evaluation>,
+    /// `calibration.safetensors`: absent, stale or this model's.
+    pub calibration: CalibrationState,
     /// What is missing or out of date, in sentences.
     pub notes: Vec<String>,
 }
@@ -291,6 +328,7 @@ fn gather_method(method: Method, artifacts: &Path) -> Result<MethodState> {
     };
     let validation = evaluation("validation")?;
     let test = evaluation("test")?;
+    let calibration = read_calibration(&model_path, &mut model_sha256)?;
     Ok(MethodState::Trained(Box::new(MethodRun {
         method,
         model: ArtifactInfo::from_metadata(&model_path, &meta),
@@ -300,8 +338,48 @@ fn gather_method(method: Method, artifacts: &Path) -> Result<MethodState> {
         metrics,
         validation,
         test,
+        calibration,
         notes,
     })))
+}
+
+/// The calibration beside the model file `model_path`; `model_sha256` is the model file's
+/// digest when already computed (it is computed here when a calibration needs it).
+fn read_calibration(
+    model_path: &Path,
+    model_sha256: &mut Option<String>,
+) -> Result<CalibrationState> {
+    let path = stage::calibration_file(model_path);
+    if !path.exists() {
+        return Ok(CalibrationState::Missing);
+    }
+    // The whole file's digest (it is a few kilobytes), the metadata for the provenance, then
+    // the schema.
+    artifact::verify(&path)?;
+    let meta = artifact::read_metadata(&path)?;
+    let calibration = Calibration::read(&path).map_err(|e| ReportError::Calibration {
+        path: path.clone(),
+        source: Box::new(e),
+    })?;
+    let sha = match model_sha256 {
+        Some(sha) => sha.clone(),
+        None => {
+            let sha = artifact::sha256_file(model_path)?;
+            *model_sha256 = Some(sha.clone());
+            sha
+        }
+    };
+    if !calibration.model_sha256.eq_ignore_ascii_case(&sha) {
+        return Ok(CalibrationState::Stale {
+            path,
+            fitted_for: calibration.model_sha256,
+            model_sha256: sha,
+        });
+    }
+    Ok(CalibrationState::Fitted {
+        artifact: ArtifactInfo::from_metadata(&path, &meta),
+        calibration: Box::new(calibration),
+    })
 }
 
 fn modified(path: &Path) -> Result<std::time::SystemTime> {

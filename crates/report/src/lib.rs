@@ -3,13 +3,15 @@
 //! [`build_report`] reads what the stages left under `[data] artifacts` ([`gather`]): each
 //! method's model metadata (spec, provenance), `history.json`, `metrics.json` and the
 //! `classify evaluate --json` results in `<stage>/evaluation/{validation,test}.json`, the
-//! bottleneck features' metadata and `top/kfold.json`. It writes `<artifacts>/report/`:
+//! bottleneck features' metadata, `top/kfold.json` and each model's `calibration.safetensors`
+//! (`classify calibrate`). It writes `<artifacts>/report/`:
 //!
 //! - `report.md`: a results table with the post's published figures beside ours, the
 //!   training curves, the k-fold estimate, confusion matrices, the validation images each
-//!   model got wrong, and provenance (pipeline file, weights and data digests, commit,
-//!   machine);
-//! - `curves.png` and `mistakes_<method>.png`, the pictures `report.md` shows;
+//!   model got wrong, each model's calibration (temperature, ECE and NLL before and after),
+//!   and provenance (pipeline file, weights and data digests, commit, machine);
+//! - `curves.png`, `mistakes_<method>.png` and `calibration_<method>.png` (a reliability
+//!   diagram), the pictures `report.md` shows;
 //! - `report.html`: the same page, self-contained (pictures as `data:` URIs, style inline).
 //!
 //! Stages not run yet are listed with the command that runs them; files that exist but cannot
@@ -27,7 +29,7 @@ pub mod method;
 pub mod text;
 
 pub use error::{ReportError, Result};
-pub use gather::{Gathered, MethodRun, MethodState, gather};
+pub use gather::{CalibrationState, Gathered, MethodRun, MethodState, gather};
 pub use method::Method;
 
 use std::collections::BTreeMap;
@@ -50,6 +52,11 @@ pub const DEFAULT_MAX_MISTAKES: usize = 48;
 /// The mistakes grid's file name for `method` (`mistakes_small_cnn.png`).
 pub fn mistakes_file(method: Method) -> String {
     format!("mistakes_{}.png", method.key())
+}
+
+/// The reliability diagram's file name for `method` (`calibration_small_cnn.png`).
+pub fn calibration_file(method: Method) -> String {
+    format!("calibration_{}.png", method.key())
 }
 
 /// The report's folder, `<artifacts>/report`.
@@ -154,6 +161,19 @@ pub fn build_report(
         );
         images.insert(file, png);
     }
+    for run in gathered.runs() {
+        let Some(calibration) = run.calibration.fitted() else {
+            continue;
+        };
+        let file = calibration_file(run.method);
+        let png = figures::reliability(
+            &format!("{}: reliability", run.method.label()),
+            calibration,
+            &dir.join(&file),
+        )?;
+        figs.calibration.insert(run.method, file.clone());
+        images.insert(file, png);
+    }
 
     let md = markdown::render(&gathered, &figs, &ctx);
     let page = html::render("littledata: the three methods compared", &md, &images);
@@ -166,6 +186,7 @@ pub fn build_report(
     // Pictures of an earlier report that this one no longer shows.
     let stale = std::iter::once(CURVES_FILE.to_string())
         .chain(Method::ALL.iter().map(|&m| mistakes_file(m)))
+        .chain(Method::ALL.iter().map(|&m| calibration_file(m)))
         .filter(|name| !images.contains_key(name));
     for name in stale {
         let path = dir.join(name);

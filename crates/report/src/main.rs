@@ -4,11 +4,12 @@
 use anyhow::Result;
 use clap::Parser;
 use pipeline::ConfigArgs;
-use report::{MethodState, ReportOptions};
+use report::{CalibrationState, MethodState, ReportOptions};
 
 /// Compares the post's three methods from the artifacts alone: results beside the post's
 /// figures, training curves, k-fold estimate, confusion matrices, the images each model got
-/// wrong, and provenance. Cheap: nothing is trained or evaluated.
+/// wrong, each model's calibration (reliability diagrams), and provenance. Cheap: nothing is
+/// trained or evaluated.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -59,6 +60,20 @@ fn run() -> Result<()> {
                 }
                 for note in &run.notes {
                     println!("  note: {note}");
+                }
+                match &run.calibration {
+                    CalibrationState::Fitted { calibration: c, .. } => println!(
+                        "  calibrated: temperature {:.3}, ECE {:.4} before, {:.4} after \
+                         (cross-fitted)",
+                        c.temperature, c.ece_before, c.ece_after
+                    ),
+                    CalibrationState::Stale { path, .. } => println!(
+                        "  note: {} was fitted for another model file and is left out; \
+                         `classify calibrate --model {}` fits this one",
+                        path.display(),
+                        run.dir.display()
+                    ),
+                    CalibrationState::Missing => {}
                 }
             }
         }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use stage::EvalReport;
 
-use crate::gather::{Gathered, MethodRun, MethodState};
+use crate::gather::{CalibrationState, Gathered, MethodRun, MethodState};
 use crate::machine::Machine;
 use crate::method::Method;
 use crate::text::{code, code_cell, esc};
@@ -50,6 +50,8 @@ pub struct Figures {
     pub curves: Option<String>,
     /// Each method's mistakes grid.
     pub mistakes: BTreeMap<Method, MistakesFigure>,
+    /// Each calibrated method's reliability diagram.
+    pub calibration: BTreeMap<Method, String>,
 }
 
 /// The report as Markdown.
@@ -72,6 +74,7 @@ pub fn render(g: &Gathered, figures: &Figures, ctx: &Context) -> String {
     kfold_section(&mut s, g);
     confusion_section(&mut s, g);
     mistakes_section(&mut s, g, figures, ctx);
+    calibration_section(&mut s, g, figures, ctx);
     provenance_section(&mut s, g, ctx);
     s
 }
@@ -479,6 +482,142 @@ fn mistakes_section(s: &mut String, g: &Gathered, figures: &Figures, ctx: &Conte
     }
 }
 
+/// The command that fits a method's calibration on the validation split.
+fn calibrate_command(run: &MethodRun, ctx: &Context) -> String {
+    format!(
+        "classify calibrate --model {} --data {}",
+        run.dir.display(),
+        ctx.data_dir.join("validation").display()
+    )
+}
+
+fn calibration_section(s: &mut String, g: &Gathered, figures: &Figures, ctx: &Context) {
+    if g.runs().next().is_none() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "## Calibration
+"
+    );
+    let fitted: Vec<(&MethodRun, &stage::Calibration)> = g
+        .runs()
+        .filter_map(|r| Some((r, r.calibration.fitted()?)))
+        .collect();
+    if fitted.is_empty() {
+        let _ = writeln!(
+            s,
+            "No model is calibrated yet. `classify calibrate` fits a temperature that the \
+             logits are divided by, so that the probabilities say how often the model is right.\n"
+        );
+    } else {
+        let mut bins: Vec<usize> = fitted.iter().map(|(_, c)| c.bins).collect();
+        bins.sort_unstable();
+        bins.dedup();
+        let bins = bins
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let _ = writeln!(
+            s,
+            "Each model's temperature T (its logits are divided by T) is fitted on the \
+             validation split by minimising the negative log-likelihood (NLL), by `classify \
+             calibrate`. ECE is the expected calibration error: the photo-weighted gap between \
+             confidence and accuracy over {bins} equal-width confidence bins. The \"after\" \
+             figures are two-fold cross-fitted: the photos are dealt into two stratified halves, \
+             a temperature is fitted on each, and each half is scored with the other half's, so \
+             they are never measured on the photos that fitted them. Dividing the logits by one \
+             positive number never changes which class is predicted, so the accuracy is \
+             unchanged.\n"
+        );
+        table_header(
+            s,
+            &[
+                "method",
+                "temperature",
+                "ECE before",
+                "ECE after (cross-fitted)",
+                "NLL before",
+                "NLL after",
+                "photos",
+            ],
+        );
+        for (run, c) in &fitted {
+            table_row(
+                s,
+                &[
+                    esc(&run.method.label()),
+                    format!("{:.3}", c.temperature),
+                    figure(c.ece_before),
+                    figure(c.ece_after),
+                    figure(c.nll_before),
+                    figure(c.nll_after),
+                    c.samples.to_string(),
+                ],
+            );
+        }
+        s.push('\n');
+    }
+    let mut lines = Vec::new();
+    for run in g.runs() {
+        let label = esc(&run.method.label());
+        match &run.calibration {
+            CalibrationState::Fitted {
+                artifact,
+                calibration: c,
+            } => lines.push(format!(
+                "**{label}**: fitted on {} ({} photos, accuracy {} with and without the \
+                 temperature; the halves' temperatures {:.3} and {:.3}), from {}.",
+                code(&c.data.display().to_string()),
+                c.samples,
+                figure(c.accuracy),
+                c.fold_temperatures[0],
+                c.fold_temperatures[1],
+                code(&artifact.path.display().to_string())
+            )),
+            CalibrationState::Stale {
+                path,
+                fitted_for,
+                model_sha256,
+            } => lines.push(format!(
+                "**{label}**: {} is stale: it was fitted for another model file (sha256 {}; \
+                 this one is {}) and was left out; {} fits this one.",
+                code(&path.display().to_string()),
+                code(short(fitted_for)),
+                code(short(model_sha256)),
+                code(&calibrate_command(run, ctx))
+            )),
+            CalibrationState::Missing => lines.push(format!(
+                "**{label}**: not calibrated yet; {} fits its temperature.",
+                code(&calibrate_command(run, ctx))
+            )),
+        }
+    }
+    for l in &lines {
+        let _ = writeln!(s, "- {l}");
+    }
+    s.push('\n');
+    if fitted.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "In each reliability diagram the photos are grouped by confidence (the probability of \
+         the predicted class); each bin's bars are the accuracy of its photos without the \
+         temperature (orange, left) and with it, cross-fitted (blue, right). A calibrated \
+         model's bars reach the diagonal.\n"
+    );
+    for (run, _) in &fitted {
+        let Some(file) = figures.calibration.get(&run.method) else {
+            continue;
+        };
+        let label = esc(&run.method.label());
+        let _ = writeln!(s, "### {label}\n");
+        let _ = writeln!(s, "![reliability diagram of {label}]({file})\n");
+    }
+}
+
 /// Each recorded digest of a kind (training images, validation images, backbone weights) with
 /// the artifacts that record it.
 type DigestSources = BTreeMap<&'static str, BTreeMap<String, Vec<String>>>;
@@ -616,6 +755,13 @@ fn provenance_section(s: &mut String, g: &Gathered, ctx: &Context) {
                 run.model.provenance.as_ref(),
                 run.model.created.as_deref(),
             ));
+            if let CalibrationState::Fitted { artifact, .. } = &run.calibration {
+                rows.push((
+                    &artifact.path,
+                    artifact.provenance.as_ref(),
+                    artifact.created.as_deref(),
+                ));
+            }
         }
     }
     if g.runs().all(|r| r.method != Method::Top) {

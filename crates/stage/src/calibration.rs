@@ -102,6 +102,7 @@ impl Calibration {
 
     /// Reads the calibration at `path` (its digest checked).
     pub fn read(path: &Path) -> Result<Self> {
+        artifact::verify(path)?;
         let meta = artifact::read_metadata(path)?;
         let calibration: Self = artifact::meta_json(&meta, path, CALIBRATION_KEY)?;
         if !(calibration.temperature.is_finite() && calibration.temperature > 0.0) {
