@@ -315,6 +315,7 @@ impl Drop for Browser {
 /// A `ureq` agent that ignores proxies, with bounded waits.
 fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new()
+        .try_proxy_from_env(false)
         .timeout_connect(Duration::from_secs(5))
         .timeout(Duration::from_secs(60))
         .build()

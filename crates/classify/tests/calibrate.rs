@@ -26,6 +26,21 @@ fn write_data(dir: &Path) -> (PathBuf, Vec<(u8, u32)>) {
     (dir.to_path_buf(), levels)
 }
 
+/// Runs `classify calibrate` of the model folder `model` on `data` with `seed`; returns stdout.
+fn calibrate(model: &str, data: &str, seed: &str) -> String {
+    run_ok(&[
+        "calibrate",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--seed",
+        seed,
+        "--device",
+        "cpu",
+    ])
+}
+
 /// The probability printed by `predict` for one image: `path: class (0.1234)`.
 fn printed_probability(line: &str) -> f64 {
     let line = line.trim();
@@ -41,17 +56,7 @@ fn the_stored_temperature_is_the_nll_minimum_and_every_command_applies_it() {
     let model_dir = model.parent().unwrap().to_str().unwrap().to_string();
     let data_arg = data.to_str().unwrap();
 
-    let out = run_ok(&[
-        "calibrate",
-        "--model",
-        &model_dir,
-        "--data",
-        data_arg,
-        "--seed",
-        "3",
-        "--device",
-        "cpu",
-    ]);
+    let out = calibrate(&model_dir, data_arg, "3");
     assert!(
         out.contains("wrote") && out.contains("calibration.safetensors"),
         "{out}"
@@ -88,17 +93,7 @@ fn the_stored_temperature_is_the_nll_minimum_and_every_command_applies_it() {
 
     // A rerun finds it up to date, and writes nothing.
     let before = std::fs::read(&file).unwrap();
-    let out = run_ok(&[
-        "calibrate",
-        "--model",
-        &model_dir,
-        "--data",
-        data_arg,
-        "--seed",
-        "3",
-        "--device",
-        "cpu",
-    ]);
+    let out = calibrate(&model_dir, data_arg, "3");
     assert!(out.trim_end().ends_with("up to date"), "{out}");
     assert_eq!(std::fs::read(&file).unwrap(), before);
 
@@ -155,17 +150,7 @@ fn the_stored_temperature_is_the_nll_minimum_and_every_command_applies_it() {
         "evaluate", "--model", &model_dir, "--data", data_arg, "--json", json_arg,
     ]);
     assert!(out.trim_end().ends_with("up to date"), "{out}");
-    run_ok(&[
-        "calibrate",
-        "--model",
-        &model_dir,
-        "--data",
-        data_arg,
-        "--seed",
-        "4",
-        "--device",
-        "cpu",
-    ]);
+    calibrate(&model_dir, data_arg, "4");
     assert_ne!(
         std::fs::read(&file).unwrap(),
         before,
@@ -186,15 +171,7 @@ fn a_calibration_of_another_model_file_is_not_applied() {
     let (data, _) = write_data(&root.path().join("validation"));
     let model = write_brightness_model(&root.path().join("model"));
     let model_dir = model.parent().unwrap().to_str().unwrap().to_string();
-    run_ok(&[
-        "calibrate",
-        "--model",
-        &model_dir,
-        "--data",
-        data.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
+    calibrate(&model_dir, data.to_str().unwrap(), "42");
     // The model is retrained (here: rewritten with other metadata, so other bytes).
     let mut meta = model_metadata(&brightness_spec());
     meta.insert("note".into(), "retrained".into());

@@ -125,43 +125,6 @@ fn jpeg(v: u8) -> Vec<u8> {
     out.into_inner()
 }
 
-/// CRC-32 (IEEE) as PNG chunks use it.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// A well-formed PNG header claiming `w` × `h` pixels, followed by almost no data: a
-/// decompression bomb's shape.
-fn png_claiming(w: u32, h: u32) -> Vec<u8> {
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut chunk = |kind: &[u8], data: &[u8]| {
-        out.extend((data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend(data);
-        out.extend(&body);
-        out.extend(crc32(&body).to_be_bytes());
-    };
-    let mut ihdr = Vec::new();
-    ihdr.extend(w.to_be_bytes());
-    ihdr.extend(h.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
-    chunk(b"IHDR", &ihdr);
-    chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
-    chunk(b"IEND", &[]);
-    out
-}
-
 /// The probability of `dark` the hand-set model gives a uniform grey level `v`.
 fn p_dark(v: u8) -> f64 {
     sigmoid(logit(v))
@@ -335,7 +298,7 @@ fn every_kind_of_bad_input_is_a_4xx_naming_the_problem_and_the_server_keeps_serv
         (
             "PNG claiming 30000 x 30000",
             "image/png",
-            &png_claiming(30_000, 30_000),
+            &testkit::images::png_claiming(30_000, 30_000),
             413,
             "too_many_pixels",
             "30000",

@@ -6,6 +6,7 @@
 //! - [`files`]: listing a folder.
 //! - [`tensors`]: a tensor's values, bits and bytes, and differences between tensors.
 //! - [`cli`]: finding a workspace binary and checking how it ended.
+//! - [`images`]: hand-made image files (a PNG header claiming any size).
 //! - `fixtures` (feature `stages`): synthetic class folders, random VGG16 weights, pipelines
 //!   and artifacts for the stage crates' tests.
 //! - `hub` (feature `stages`): random weights of the hub backbones (ConvNeXt-Tiny, ResNet-50)
@@ -17,6 +18,7 @@ pub mod files;
 pub mod fixtures;
 #[cfg(feature = "stages")]
 pub mod hub;
+pub mod images;
 pub mod shared;
 pub mod tensors;
 

@@ -63,41 +63,9 @@ pub fn write_truncated_jpeg(path: &Path) {
 
 /// Writes a PNG whose header claims `width`×`height` pixels, with almost no pixel data.
 pub fn write_huge_png_header(path: &Path, width: u32, height: u32) {
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(b"IHDR");
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
-    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
-    bytes.extend_from_slice(&13u32.to_be_bytes());
-    bytes.extend_from_slice(&ihdr);
-    bytes.extend_from_slice(&crc32(&ihdr).to_be_bytes());
-    // A short IDAT (an empty zlib stream) so decoders get past the header.
-    let idat: &[u8] = b"IDAT\x78\x9c\x03\x00\x00\x00\x00\x01";
-    bytes.extend_from_slice(&((idat.len() - 4) as u32).to_be_bytes());
-    bytes.extend_from_slice(idat);
-    bytes.extend_from_slice(&crc32(idat).to_be_bytes());
-    bytes.extend_from_slice(&0u32.to_be_bytes());
-    bytes.extend_from_slice(b"IEND");
-    bytes.extend_from_slice(&crc32(b"IEND").to_be_bytes());
+    let bytes = testkit::images::png_claiming(width, height);
     ensure_parent(path);
     fs::write(path, bytes).expect("write PNG header");
-}
-
-/// CRC-32 (IEEE), as PNG chunks use.
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 fn ensure_parent(path: &Path) {
