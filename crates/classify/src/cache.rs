@@ -94,6 +94,7 @@ pub fn evaluate_cached(
         crate::model::applicable_calibration(&file, &sha256)
             .ok()
             .flatten()
+            .filter(|c| c.calibration.applied)
             .map(|c| c.sha256)
     } else {
         None

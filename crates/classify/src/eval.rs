@@ -217,10 +217,12 @@ pub(crate) fn argmax_f64(row: &[f64]) -> usize {
 pub fn evaluate(model: &LoadedModel, data: &Path, options: &EvalOptions) -> Result<EvalReport> {
     let (mut source, paths) = labelled_source(model, data, options)?;
     let running = bar(options.progress, source.num_samples(), "classifying");
-    let temperature = options
-        .calibrated
-        .then(|| model.temperature())
-        .filter(|_| model.calibration.is_some());
+    let temperature = options.calibrated.then(|| model.temperature()).filter(|_| {
+        model
+            .calibration
+            .as_ref()
+            .is_some_and(|c| c.calibration.applied)
+    });
     let network = Tempered::new(&model.model, temperature.unwrap_or(1.0));
     let evaluation = {
         let mut counted = Counted {

@@ -146,9 +146,13 @@ impl ModelArgs {
             );
         }
         match (&model.calibration, &model.calibration_skipped) {
-            (Some(c), _) => eprintln!(
+            (Some(c), _) if c.calibration.applied => eprintln!(
                 "calibrated: temperature {:.4} ({})",
                 c.temperature(),
+                c.path.display()
+            ),
+            (Some(c), _) => eprintln!(
+                "not calibrated: {} found that a temperature does not help on its photos",
                 c.path.display()
             ),
             (None, Some(reason)) if !self.uncalibrated => {
@@ -301,6 +305,13 @@ fn run() -> Result<()> {
                  NLL {:.4} -> {:.4}; accuracy {:.4} (unchanged)",
                 c.bins, c.ece_before, c.ece_after, c.nll_before, c.nll_after, c.accuracy
             );
+            if !c.applied {
+                println!(
+                    "not applied: the cross-fitted NLL is no better than the uncalibrated one \
+                     on these {} photos, so the model's probabilities are used as they are",
+                    c.samples
+                );
+            }
             match outcome {
                 CalibrateOutcome::UpToDate(_, path) => println!("{}: up to date", path.display()),
                 CalibrateOutcome::Calibrated(_, path) => println!("wrote {}", path.display()),

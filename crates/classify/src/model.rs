@@ -56,9 +56,10 @@ pub struct AppliedCalibration {
 }
 
 impl AppliedCalibration {
-    /// The temperature dividing the logits.
+    /// The temperature dividing the logits (1 when the calibration found that a temperature
+    /// does not help out of sample).
     pub fn temperature(&self) -> f64 {
-        self.calibration.temperature
+        self.calibration.applied_temperature()
     }
 }
 

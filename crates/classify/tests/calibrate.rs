@@ -194,3 +194,54 @@ fn a_calibration_of_another_model_file_is_not_applied() {
     assert!(classifier.model().calibration.is_none());
     assert!(classifier.info().calibration_skipped.is_some());
 }
+
+#[test]
+fn a_temperature_that_does_not_help_out_of_sample_is_not_applied() {
+    // Four photos, half of them mislabelled: a half's fit is extreme (both photos right, or
+    // both wrong, or an even split), and scored on the other half it is worse than nothing.
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("validation");
+    for (class, v) in [
+        ("dark", 0u8),
+        ("dark", 140),
+        ("bright", 250),
+        ("bright", 100),
+    ] {
+        write_uniform(&data.join(class).join(format!("{v:03}.png")), v);
+    }
+    let model = write_brightness_model(&root.path().join("model"));
+    let model_dir = model.parent().unwrap().to_str().unwrap().to_string();
+    let out = calibrate(
+        &model_dir,
+        data.to_str().unwrap(),
+        SEED_SPLITTING_RIGHT_FROM_WRONG,
+    );
+    let stored =
+        classify::Calibration::read(&model.parent().unwrap().join("calibration.safetensors"))
+            .unwrap();
+    assert!(
+        !stored.applied && stored.nll_after >= stored.nll_before,
+        "{stored:?}"
+    );
+    assert!(out.contains("not applied"), "{out}");
+    assert_eq!(stored.applied_temperature(), 1.0);
+
+    let image = data.join("dark").join("000.png");
+    let out = run(
+        &["predict", "--model", &model_dir, image.to_str().unwrap()],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not calibrated"), "{stderr}");
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        (printed_probability(&line) - sigmoid(logit(0))).abs() < 1e-4,
+        "{line}"
+    );
+    let classifier = classify::Classifier::load(model.parent().unwrap()).unwrap();
+    assert_eq!(classifier.model().temperature(), 1.0);
+}
+
+/// The seed of the cross-fitting halves in the test above (any seed would do: the fit of two
+/// photos never carries to the other two here; the assertions check it for this one).
+const SEED_SPLITTING_RIGHT_FROM_WRONG: &str = "1";

@@ -529,7 +529,9 @@ fn calibration_section(s: &mut String, g: &Gathered, figures: &Figures, ctx: &Co
              a temperature is fitted on each, and each half is scored with the other half's, so \
              they are never measured on the photos that fitted them. Dividing the logits by one \
              positive number never changes which class is predicted, so the accuracy is \
-             unchanged.\n"
+             unchanged. A temperature is applied only when its cross-fitted NLL is lower than \
+             the uncalibrated one; otherwise the table says \"not applied\" and the model's \
+             probabilities are used as they are.\n"
         );
         table_header(
             s,
@@ -548,7 +550,11 @@ fn calibration_section(s: &mut String, g: &Gathered, figures: &Figures, ctx: &Co
                 s,
                 &[
                     esc(&run.method.label()),
-                    format!("{:.3}", c.temperature),
+                    if c.applied {
+                        format!("{:.3}", c.temperature)
+                    } else {
+                        format!("{:.3} (not applied)", c.temperature)
+                    },
                     figure(c.ece_before),
                     figure(c.ece_after),
                     figure(c.nll_before),

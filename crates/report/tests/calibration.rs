@@ -103,7 +103,9 @@ fn calibration(sha: &str) -> stage::Calibration {
         .map(|(&y, p)| -p[y as usize].ln())
         .sum::<f64>()
         / labels.len() as f64;
+    let nll_before = cal::nll(&logits, &labels, 1.0);
     stage::Calibration {
+        applied: nll_after < nll_before,
         method: "temperature".into(),
         temperature,
         model_sha256: sha.into(),
@@ -116,7 +118,7 @@ fn calibration(sha: &str) -> stage::Calibration {
         bins: cal::ECE_BINS,
         ece_before: cal::ece(&before),
         ece_after: cal::ece(&after),
-        nll_before: cal::nll(&logits, &labels, 1.0),
+        nll_before,
         nll_after,
         reliability_before: before,
         reliability_after: after,

@@ -62,6 +62,15 @@ pub struct Calibration {
     pub reliability_before: Vec<ReliabilityBin>,
     /// The cross-fitted reliability diagram.
     pub reliability_after: Vec<ReliabilityBin>,
+    /// Whether the temperature is applied: only when the cross-fitted NLL is lower than the
+    /// uncalibrated one, that is, when a temperature fitted on photos it is not measured on
+    /// helps. On a handful of photos it may not, and the model is then used as it is.
+    #[serde(default = "applied_default")]
+    pub applied: bool,
+}
+
+fn applied_default() -> bool {
+    true
 }
 
 /// The calibration file of the model artifact at `model_file`: `calibration.safetensors` in
@@ -83,6 +92,12 @@ pub fn provenance(model_sha256: &str, data_digest: &str, seed: u64) -> Provenanc
 }
 
 impl Calibration {
+    /// The temperature the logits are divided by: [`Calibration::temperature`] when it is
+    /// applied, 1 otherwise.
+    pub fn applied_temperature(&self) -> f64 {
+        if self.applied { self.temperature } else { 1.0 }
+    }
+
     /// Whether `path` already holds this model's calibration on these photos with this seed
     /// (and its bytes check out).
     pub fn freshness(path: &Path, expected: &Provenance) -> Result<Freshness> {
