@@ -392,7 +392,7 @@ async fn predict_multipart(
             "the multipart body holds no file field",
         ));
     }
-    let answers = futures_join(state, files).await;
+    let answers = classify_all(state, files).await;
     let first_error = answers.iter().find_map(|a| match a {
         Entry::Err { status, .. } => Some(*status),
         Entry::Ok(_) => None,
@@ -407,7 +407,7 @@ async fn predict_multipart(
 }
 
 /// Classifies every `(name, bytes)` concurrently (so they share batches); answers in order.
-async fn futures_join(state: &Arc<AppState>, files: Vec<(String, Bytes)>) -> Vec<Entry> {
+async fn classify_all(state: &Arc<AppState>, files: Vec<(String, Bytes)>) -> Vec<Entry> {
     let tasks: Vec<_> = files
         .into_iter()
         .map(|(name, bytes)| {
