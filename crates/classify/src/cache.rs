@@ -99,7 +99,7 @@ pub fn evaluate_cached(
     } else {
         None
     };
-    let expected = EvalProvenance::compute(&file, data, options.tta, calibration)?;
+    let expected = EvalProvenance::compute(sha256, data, options.tta, calibration)?;
     let reason = if force {
         Some("--force".to_string())
     } else {

@@ -111,7 +111,7 @@ pub fn calibrate(
     let correct = raw
         .iter()
         .zip(&labels)
-        .filter(|(p, y)| crate::eval::argmax_f64(p) == **y as usize)
+        .filter(|(p, y)| engine::argmax(p) == **y as usize)
         .count();
     let nll_before = nll(&rows, &labels, 1.0);
     Ok(Calibration {

@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use image::RgbImage;
-use imagedata::{Limits, decode_rgb, resize_rgb};
+use imagedata::{Interpolation, Limits, decode_resized, load_resized, resize_rgb};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::eval::argmax;
 use crate::model::{LoadedModel, load_model};
 
 /// How [`Classifier::load_with`] opens a model.
@@ -130,23 +129,25 @@ impl Classifier {
     /// the model's input size. The header is checked against the limits before any pixel
     /// buffer is allocated.
     pub fn decode(&self, bytes: &[u8], name: &Path) -> Result<RgbImage> {
-        let image = decode_rgb(bytes, name, &self.limits)?;
-        self.resize(image, name)
+        let m = &self.model;
+        Ok(decode_resized(
+            bytes,
+            name,
+            m.target_size(),
+            m.interpolation,
+            &self.limits,
+        )?)
     }
 
     /// Reads, decodes and resizes the image file at `path`.
     pub fn open(&self, path: &Path) -> Result<RgbImage> {
-        let bytes = std::fs::read(path).map_err(|e| imagedata::DataError::io(path, e))?;
-        self.decode(&bytes, path)
-    }
-
-    /// `image` at the model's input size, resized with the model's filter.
-    fn resize(&self, image: RgbImage, name: &Path) -> Result<RgbImage> {
-        let size = self.model.target_size();
-        if image.width() == size.width && image.height() == size.height {
-            return Ok(image);
-        }
-        Ok(resize_rgb(&image, size, self.model.interpolation, name)?)
+        let m = &self.model;
+        Ok(load_resized(
+            path,
+            m.target_size(),
+            m.interpolation,
+            &self.limits,
+        )?)
     }
 
     /// Classifies one image of any size.
@@ -158,20 +159,21 @@ impl Classifier {
     /// Classifies images of any size in one forward pass, in the order given.
     pub fn predict_batch(&self, images: &[RgbImage]) -> Result<Vec<Scores>> {
         let size = self.model.target_size();
-        let resized: Vec<RgbImage>;
-        let batch = if images
+        let fits = |i: &RgbImage| i.width() == size.width && i.height() == size.height;
+        if images.iter().all(fits) {
+            return self.predict_prepared(images);
+        }
+        let resized = images
             .iter()
-            .all(|i| i.width() == size.width && i.height() == size.height)
-        {
-            images
-        } else {
-            resized = images
-                .iter()
-                .map(|i| self.resize(i.clone(), Path::new("image")))
-                .collect::<Result<_>>()?;
-            &resized
-        };
-        self.predict_prepared(batch)
+            .map(|i| {
+                if fits(i) {
+                    Ok(i.clone())
+                } else {
+                    resize_rgb(i, size, self.model.interpolation, Path::new("image"))
+                }
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        self.predict_prepared(&resized)
     }
 
     /// Classifies images already at the model's input size (as [`Classifier::decode`] returns
@@ -197,7 +199,7 @@ impl Classifier {
     }
 
     fn scores(&self, probabilities: Vec<f32>) -> Scores {
-        let index = argmax(&probabilities);
+        let index = engine::argmax(&probabilities);
         Scores {
             class: self.classes().get(index).cloned().unwrap_or_default(),
             index,
@@ -222,7 +224,7 @@ impl Classifier {
             backbone_sha256: m.spec.backbone.as_ref().map(|b| b.sha256.clone()),
             classes: m.spec.classes.clone(),
             input_size: [h, w],
-            interpolation: format!("{:?}", m.interpolation).to_lowercase(),
+            interpolation: m.interpolation,
             tta: self.tta,
             validation_accuracy: metrics.as_ref().map(|x| x.summary.saved_val_acc),
             trained_by: metrics.map(|x| x.stage),
@@ -258,7 +260,7 @@ pub struct ModelInfo {
     /// `[height, width]` of the network's input.
     pub input_size: [usize; 2],
     /// The resize filter.
-    pub interpolation: String,
+    pub interpolation: Interpolation,
     /// Whether probabilities are averaged with the mirror image's.
     pub tta: bool,
     /// The validation accuracy its training stage recorded (`metrics.json` beside it).

@@ -128,7 +128,7 @@ fn evaluate_tta(
         for (row, &label) in rows.iter().zip(&labels) {
             let p = row.get(label as usize).copied().unwrap_or(0.0);
             loss_sum -= f64::from(p).max(PROBABILITY_FLOOR).ln();
-            out.predicted.push(argmax(row) as u32);
+            out.predicted.push(engine::argmax(row) as u32);
         }
         out.labels.extend(labels);
         out.probabilities.extend(rows);
@@ -150,16 +150,6 @@ fn evaluate_tta(
     out.loss = loss_sum / n as f64;
     out.acc = correct as f64 / n as f64;
     Ok(out)
-}
-
-/// The index of the largest value (the first on ties).
-pub(crate) fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-            if v > bv { (i, v) } else { (bi, bv) }
-        })
-        .0
 }
 
 /// The labelled folder `data` as a batch source for `model` (its classes checked, its images
@@ -199,16 +189,6 @@ pub(crate) fn labelled_source(
     Ok((source, paths))
 }
 
-/// The index of the largest value of an `f64` row (the first on ties).
-pub(crate) fn argmax_f64(row: &[f64]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, &v)| {
-            if v > bv { (i, v) } else { (bi, bv) }
-        })
-        .0
-}
-
 /// Evaluates `model` on the labelled folder `data` (one subfolder per class, the model's
 /// classes exactly), resizing and preprocessing the images as the artifact records.
 ///
@@ -217,12 +197,10 @@ pub(crate) fn argmax_f64(row: &[f64]) -> usize {
 pub fn evaluate(model: &LoadedModel, data: &Path, options: &EvalOptions) -> Result<EvalReport> {
     let (mut source, paths) = labelled_source(model, data, options)?;
     let running = bar(options.progress, source.num_samples(), "classifying");
-    let temperature = options.calibrated.then(|| model.temperature()).filter(|_| {
-        model
-            .calibration
-            .as_ref()
-            .is_some_and(|c| c.calibration.applied)
-    });
+    let temperature = options
+        .calibrated
+        .then(|| model.applied_temperature())
+        .flatten();
     let network = Tempered::new(&model.model, temperature.unwrap_or(1.0));
     let evaluation = {
         let mut counted = Counted {

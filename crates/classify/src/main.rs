@@ -148,7 +148,7 @@ impl ModelArgs {
         match (&model.calibration, &model.calibration_skipped) {
             (Some(c), _) if c.calibration.applied => eprintln!(
                 "calibrated: temperature {:.4} ({})",
-                c.temperature(),
+                c.calibration.temperature,
                 c.path.display()
             ),
             (Some(c), _) => eprintln!(

@@ -55,14 +55,6 @@ pub struct AppliedCalibration {
     pub calibration: Calibration,
 }
 
-impl AppliedCalibration {
-    /// The temperature dividing the logits (1 when the calibration found that a temperature
-    /// does not help out of sample).
-    pub fn temperature(&self) -> f64 {
-        self.calibration.applied_temperature()
-    }
-}
-
 /// A network whose logits are divided by a temperature: the calibrated model as the engine's
 /// evaluation sees it (the predicted class is unchanged; the probabilities and the loss are
 /// the calibrated ones).
@@ -102,11 +94,18 @@ impl LoadedModel {
         TargetSize::new(h as u32, w as u32)
     }
 
-    /// The temperature applied to the logits (1 when uncalibrated).
-    pub fn temperature(&self) -> f64 {
+    /// The temperature applied to the logits: `None` when uncalibrated, or when the
+    /// calibration found that a temperature does not help out of sample.
+    pub fn applied_temperature(&self) -> Option<f64> {
         self.calibration
             .as_ref()
-            .map_or(1.0, AppliedCalibration::temperature)
+            .filter(|c| c.calibration.applied)
+            .map(|c| c.calibration.temperature)
+    }
+
+    /// The temperature the logits are divided by (1 when none is applied).
+    pub fn temperature(&self) -> f64 {
+        self.applied_temperature().unwrap_or(1.0)
     }
 
     /// The network as it classifies: with the calibration's temperature, when there is one.
@@ -136,16 +135,20 @@ impl LoadedModel {
     pub fn describe(&self) -> String {
         let (h, w) = self.spec.target_size;
         format!(
-            "{} ({}{}, {h}x{w}, {} classes: {})",
+            "{} ({}, {h}x{w}, {} classes: {})",
             self.path.display(),
-            self.spec.architecture,
-            self.spec
-                .backbone_name()
-                .map(|b| format!(" on {b}"))
-                .unwrap_or_default(),
+            self.kind(),
             self.spec.classes.len(),
             self.spec.classes.join(", ")
         )
+    }
+
+    /// The architecture and the backbone it builds on: `top on efficientnet_lite0`.
+    fn kind(&self) -> String {
+        match self.spec.backbone_name() {
+            Some(b) => format!("{} on {b}", self.spec.architecture),
+            None => self.spec.architecture.to_string(),
+        }
     }
 
     /// A name for the model: its stage folder's name (`top`, `finetune`, ...) and what it is,
@@ -157,14 +160,7 @@ impl LoadedModel {
             .and_then(|p| p.file_name())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| self.path.display().to_string());
-        format!(
-            "{folder} ({}{})",
-            self.spec.architecture,
-            self.spec
-                .backbone_name()
-                .map(|b| format!(" on {b}"))
-                .unwrap_or_default()
-        )
+        format!("{folder} ({})", self.kind())
     }
 }
 

@@ -3,9 +3,6 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use std::path::Path;
-
-use imagedata::DataError;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -144,40 +141,23 @@ fn csv_field(value: &str) -> String {
 }
 
 /// The image files under `inputs`: a file is taken as given, a folder is walked recursively
-/// for files with an image extension (sorted, so runs are repeatable). Returns the files and
-/// the number of other files skipped in folders. A path that is not a folder is taken as a
-/// file even when it does not exist (its prediction then says so); a folder that cannot be
-/// listed is an error.
+/// for files with an image extension, skipping hidden entries, in sorted order so runs are
+/// repeatable ([`imagedata::folder::image_files`]). Returns the files and the number of other
+/// files skipped in folders. A path that is not a folder is taken as a file even when it does
+/// not exist (its prediction then says so); a folder that cannot be listed is an error.
 pub fn expand_inputs(inputs: &[PathBuf]) -> Result<(Vec<PathBuf>, usize)> {
     let mut files = Vec::new();
     let mut skipped = 0;
     for input in inputs {
         if input.is_dir() {
-            walk(input, &mut files, &mut skipped)?;
+            let (found, others) = imagedata::folder::image_files(input)?;
+            files.extend(found);
+            skipped += others;
         } else {
             files.push(input.clone());
         }
     }
     Ok((files, skipped))
-}
-
-fn walk(dir: &Path, files: &mut Vec<PathBuf>, skipped: &mut usize) -> Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| DataError::io(dir, e))?
-        .map(|e| e.map(|e| e.path()).map_err(|e| DataError::io(dir, e)))
-        .collect::<std::result::Result<_, _>>()?;
-    entries.sort();
-    for path in entries {
-        let meta = std::fs::metadata(&path).map_err(|e| DataError::io(&path, e))?;
-        if meta.is_dir() {
-            walk(&path, files, skipped)?;
-        } else if imagedata::decode::has_image_extension(&path) {
-            files.push(path);
-        } else {
-            *skipped += 1;
-        }
-    }
-    Ok(())
 }
 
 /// Classifies `images` with `classifier`, batch by batch (decoding in parallel within a
@@ -234,11 +214,7 @@ pub fn predict(
         model: classifier.model().path.clone(),
         classes: classes.to_vec(),
         tta: classifier.tta(),
-        temperature: classifier
-            .model()
-            .calibration
-            .as_ref()
-            .map(|c| c.temperature()),
+        temperature: classifier.model().applied_temperature(),
         predictions,
     })
 }

@@ -467,11 +467,12 @@ async fn not_found() -> ApiError {
 }
 
 /// The application: its routes over `classifier`, and the batch worker's thread (which ends
-/// once the router and every request holding it are gone).
+/// once the router and every request holding it are gone). Fails only when the thread cannot
+/// be started.
 pub fn router(
     classifier: Classifier,
     options: &ServeOptions,
-) -> (Router, std::thread::JoinHandle<()>) {
+) -> std::io::Result<(Router, std::thread::JoinHandle<()>)> {
     let classifier = Arc::new(classifier);
     let info = classifier.info();
     let model = ModelRef {
@@ -484,8 +485,7 @@ pub fn router(
         let (max_batch, wait) = (options.max_batch, options.batch_wait);
         std::thread::Builder::new()
             .name("batch-worker".into())
-            .spawn(move || batch_worker(classifier, receiver, max_batch, wait))
-            .expect("spawning the batch worker thread")
+            .spawn(move || batch_worker(classifier, receiver, max_batch, wait))?
     };
     let decoders = match options.decoders {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -506,7 +506,7 @@ pub fn router(
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(options.max_body))
         .with_state(state);
-    (router, worker)
+    Ok((router, worker))
 }
 
 /// Serves `classifier` on `listener` until `shutdown` completes, then lets the requests in
@@ -517,7 +517,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (router, worker) = router(classifier, options);
+    let (router, worker) = router(classifier, options)?;
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -125,13 +125,7 @@ pub fn reliability(probabilities: &[Vec<f64>], labels: &[u32], bins: usize) -> V
     let mut confidence = vec![0f64; bins];
     let mut correct = vec![0usize; bins];
     for (row, &y) in probabilities.iter().zip(labels) {
-        let (best, p) =
-            row.iter()
-                .copied()
-                .enumerate()
-                .fold((0, f64::NEG_INFINITY), |(bi, bp), (i, p)| {
-                    if p > bp { (i, p) } else { (bi, bp) }
-                });
+        let (best, p) = crate::max_entry(row);
         let b = ((p * bins as f64).ceil() as usize).clamp(1, bins) - 1;
         count[b] += 1;
         confidence[b] += p;

@@ -41,6 +41,22 @@ impl Evaluation {
     }
 }
 
+/// The index of the largest value of `row` and that value (the first on ties; `(0, -inf)`
+/// when no value exceeds negative infinity, as for an empty row or one of NaNs).
+pub fn max_entry<T: Copy + Into<f64>>(row: &[T]) -> (usize, f64) {
+    row.iter()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            let v = v.into();
+            if v > bv { (i, v) } else { (bi, bv) }
+        })
+}
+
+/// The index of the largest value of `row` (the first on ties; 0 for an empty row).
+pub fn argmax<T: Copy + Into<f64>>(row: &[T]) -> usize {
+    max_entry(row).0
+}
+
 /// Runs `network` in evaluation mode over one pass of `source` (its epoch 0) and returns the
 /// loss, the accuracy and every sample's prediction and probabilities.
 pub fn evaluate(network: &dyn Network, source: &mut dyn BatchSource) -> Result<Evaluation> {

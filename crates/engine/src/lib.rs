@@ -44,7 +44,7 @@ mod wrapped;
 pub use checkpoint::{BestRecord, RunInputs, checkpoint_progress};
 pub use data::{Batch, BatchIter, BatchSource, TensorSource};
 pub use error::{EngineError, Result};
-pub use evaluate::{Evaluation, evaluate};
+pub use evaluate::{Evaluation, argmax, evaluate, max_entry};
 pub use fit::{FitConfig, FitOutcome, FitStatus, fit};
 pub use flow_source::{FlowSource, INTERPOLATION_KEY};
 pub use history::{EpochRecord, History};

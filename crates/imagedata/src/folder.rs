@@ -47,8 +47,7 @@ impl ImageFolder {
         for (label, class) in classes.iter().enumerate() {
             let dir = root.join(class);
             check_dir(&dir)?;
-            let mut class_files = Vec::new();
-            collect_images(&dir, &mut class_files)?;
+            let (class_files, _) = image_files(&dir)?;
             if class_files.is_empty() {
                 return Err(DataError::Dataset {
                     path: dir,
@@ -58,7 +57,6 @@ impl ImageFolder {
                     ),
                 });
             }
-            class_files.sort();
             labels.extend(std::iter::repeat_n(label as u32, class_files.len()));
             files.extend(class_files);
         }
@@ -205,8 +203,19 @@ pub fn list_class_dirs(root: &Path) -> Result<Vec<String>, DataError> {
     Ok(classes)
 }
 
-/// Appends every image file under `dir` (recursively, skipping hidden entries) to `out`.
-fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
+/// Every image file under `dir` (recursively, skipping hidden entries), sorted, and the
+/// number of other files found there.
+pub fn image_files(dir: &Path) -> Result<(Vec<PathBuf>, usize), DataError> {
+    let mut files = Vec::new();
+    let mut others = 0;
+    collect_images(dir, &mut files, &mut others)?;
+    files.sort();
+    Ok((files, others))
+}
+
+/// Appends every image file under `dir` (recursively, skipping hidden entries) to `out`, and
+/// counts the other files in `others`.
+fn collect_images(dir: &Path, out: &mut Vec<PathBuf>, others: &mut usize) -> Result<(), DataError> {
     for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
         let entry = entry.map_err(|e| DataError::io(dir, e))?;
         if is_hidden(&entry.file_name()) {
@@ -216,9 +225,11 @@ fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
         // `metadata` follows symbolic links, so linked files and folders count.
         let meta = std::fs::metadata(&path).map_err(|e| DataError::io(&path, e))?;
         if meta.is_dir() {
-            collect_images(&path, out)?;
+            collect_images(&path, out, others)?;
         } else if meta.is_file() && has_image_extension(&path) {
             out.push(path);
+        } else {
+            *others += 1;
         }
     }
     Ok(())

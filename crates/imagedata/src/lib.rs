@@ -66,6 +66,6 @@ pub use error::{ConfigError, DataError};
 pub use flow::{Batch, DirectoryOptions, Epoch, Flow, FlowOptions, SaveFormat, save_image};
 pub use folder::ImageFolder;
 pub use generator::ImageDataGenerator;
-pub use resize::{fit_within, load_resized, resize_rgb};
+pub use resize::{decode_resized, fit_to, fit_within, load_resized, resize_rgb};
 pub use split::{Split, SplitData};
 pub use transform::Transform;

@@ -13,7 +13,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use image::RgbImage;
 
 use crate::config::{Interpolation, TargetSize};
-use crate::decode::{Limits, load_rgb};
+use crate::decode::{Limits, decode_rgb, load_rgb};
 use crate::error::DataError;
 
 /// Resizes `src` to `target` with `interpolation`; returns a copy when the size already matches.
@@ -97,7 +97,33 @@ pub fn load_resized(
     interpolation: Interpolation,
     limits: &Limits,
 ) -> Result<RgbImage, DataError> {
-    let img = load_rgb(path, limits)?;
+    fit_to(load_rgb(path, limits)?, target, interpolation, path)
+}
+
+/// Decodes an in-memory JPEG or PNG (`path` names it in error messages) and resizes it to
+/// `target`: [`load_resized`] of bytes already read.
+pub fn decode_resized(
+    bytes: &[u8],
+    path: &Path,
+    target: TargetSize,
+    interpolation: Interpolation,
+    limits: &Limits,
+) -> Result<RgbImage, DataError> {
+    fit_to(
+        decode_rgb(bytes, path, limits)?,
+        target,
+        interpolation,
+        path,
+    )
+}
+
+/// `img` at `target`: itself when it already is that size, resized otherwise.
+pub fn fit_to(
+    img: RgbImage,
+    target: TargetSize,
+    interpolation: Interpolation,
+    path: &Path,
+) -> Result<RgbImage, DataError> {
     if img.width() == target.width && img.height() == target.height {
         return Ok(img);
     }

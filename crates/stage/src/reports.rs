@@ -231,17 +231,17 @@ pub struct EvalProvenance {
 }
 
 impl EvalProvenance {
-    /// The provenance of evaluating the artifact file `model_file` on the labelled folder
-    /// `data`, with or without test-time augmentation, with the calibration file whose sha256
-    /// is `calibration` (or none).
+    /// The provenance of evaluating the artifact file whose sha256 is `model_sha256` on the
+    /// labelled folder `data`, with or without test-time augmentation, with the calibration
+    /// file whose sha256 is `calibration` (or none).
     pub fn compute(
-        model_file: &Path,
+        model_sha256: String,
         data: &Path,
         tta: bool,
         calibration: Option<String>,
     ) -> Result<Self> {
         Ok(Self {
-            model_sha256: artifact::sha256_file(model_file)?,
+            model_sha256,
             data_digest: ImageFolder::scan(data)?.content_digest()?,
             tta,
             calibration,
