@@ -13,6 +13,7 @@ use features::{FeatureFile, FeatureMeta, feature_path};
 use models::ModelSpec;
 use pipeline::{Layout, layout};
 use serde::de::DeserializeOwned;
+use stage::calibration::Lookup;
 use stage::{Calibration, EvalReport, KFoldReport, Metrics};
 
 use crate::error::{ReportError, Result};
@@ -353,14 +354,6 @@ fn read_calibration(
     if !path.exists() {
         return Ok(CalibrationState::Missing);
     }
-    // The whole file's digest (it is a few kilobytes), the metadata for the provenance, then
-    // the schema.
-    artifact::verify(&path)?;
-    let meta = artifact::read_metadata(&path)?;
-    let calibration = Calibration::read(&path).map_err(|e| ReportError::Calibration {
-        path: path.clone(),
-        source: Box::new(e),
-    })?;
     let sha = match model_sha256 {
         Some(sha) => sha.clone(),
         None => {
@@ -369,16 +362,25 @@ fn read_calibration(
             sha
         }
     };
-    if !calibration.model_sha256.eq_ignore_ascii_case(&sha) {
-        return Ok(CalibrationState::Stale {
+    let found = Calibration::lookup(model_path, &sha).map_err(|e| ReportError::Calibration {
+        path: path.clone(),
+        source: Box::new(e),
+    })?;
+    Ok(match found {
+        Lookup::Missing => CalibrationState::Missing,
+        Lookup::Stale { path, fitted_for } => CalibrationState::Stale {
             path,
-            fitted_for: calibration.model_sha256,
+            fitted_for,
             model_sha256: sha,
-        });
-    }
-    Ok(CalibrationState::Fitted {
-        artifact: ArtifactInfo::from_metadata(&path, &meta),
-        calibration: Box::new(calibration),
+        },
+        Lookup::Fitted {
+            path,
+            calibration,
+            metadata,
+        } => CalibrationState::Fitted {
+            artifact: ArtifactInfo::from_metadata(&path, &metadata),
+            calibration,
+        },
     })
 }
 

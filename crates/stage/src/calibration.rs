@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use artifact::{Freshness, Provenance};
+use artifact::{Freshness, Metadata, Provenance};
 use candle_core::{Device, Tensor};
 use engine::calibration::ReliabilityBin;
 use pipeline::layout::{CALIBRATION_FILE, stage::CALIBRATE};
@@ -117,6 +117,12 @@ impl Calibration {
 
     /// Reads the calibration at `path` (its digest checked).
     pub fn read(path: &Path) -> Result<Self> {
+        Ok(Self::read_with_metadata(path)?.0)
+    }
+
+    /// Reads the calibration at `path` (its digest checked) and the file's metadata (its
+    /// provenance).
+    pub fn read_with_metadata(path: &Path) -> Result<(Self, Metadata)> {
         artifact::verify(path)?;
         let meta = artifact::read_metadata(path)?;
         let calibration: Self = artifact::meta_json(&meta, path, CALIBRATION_KEY)?;
@@ -127,34 +133,77 @@ impl Calibration {
                 calibration.temperature
             )));
         }
-        Ok(calibration)
+        Ok((calibration, meta))
+    }
+
+    /// What the folder of the model file `model_file`, whose sha256 is `model_sha256`, holds
+    /// for its calibration: nothing, one fitted for another model file, or this file's. A
+    /// calibration file that cannot be read is an error naming it.
+    pub fn lookup(model_file: &Path, model_sha256: &str) -> Result<Lookup> {
+        let path = calibration_file(model_file);
+        if !path.exists() {
+            return Ok(Lookup::Missing);
+        }
+        let (calibration, metadata) = Self::read_with_metadata(&path)?;
+        if !calibration.model_sha256.eq_ignore_ascii_case(model_sha256) {
+            return Ok(Lookup::Stale {
+                path,
+                fitted_for: calibration.model_sha256,
+            });
+        }
+        Ok(Lookup::Fitted {
+            path,
+            calibration: Box::new(calibration),
+            metadata,
+        })
     }
 
     /// The calibration of the model file `model_file` whose sha256 is `model_sha256`, if its
     /// folder holds one fitted for that file: `Ok(None)` when there is none, `Err` with the
     /// reason when there is one for another model file or it cannot be read.
     pub fn for_model(model_file: &Path, model_sha256: &str) -> Result<Option<(Self, PathBuf)>> {
-        let path = calibration_file(model_file);
-        if !path.exists() {
-            return Ok(None);
-        }
-        let calibration = Self::read(&path)?;
-        if !calibration.model_sha256.eq_ignore_ascii_case(model_sha256) {
-            return Err(StageError::Settings(format!(
+        match Self::lookup(model_file, model_sha256)? {
+            Lookup::Missing => Ok(None),
+            Lookup::Fitted {
+                path, calibration, ..
+            } => Ok(Some((*calibration, path))),
+            Lookup::Stale { path, fitted_for } => Err(StageError::Settings(format!(
                 "{}: fitted for another model file (sha256 {}, {} is {}); rerun `classify \
                  calibrate --model {}`",
                 path.display(),
-                short(&calibration.model_sha256),
+                short(&fitted_for),
                 model_file.display(),
                 short(model_sha256),
                 model_file
                     .parent()
                     .unwrap_or_else(|| Path::new("."))
                     .display()
-            )));
+            ))),
         }
-        Ok(Some((calibration, path)))
     }
+}
+
+/// What [`Calibration::lookup`] found beside a model file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    /// No calibration file.
+    Missing,
+    /// A calibration fitted for another model file (an earlier model).
+    Stale {
+        /// The calibration file.
+        path: PathBuf,
+        /// sha256 of the model file it was fitted for.
+        fitted_for: String,
+    },
+    /// The calibration of this model file.
+    Fitted {
+        /// The calibration file.
+        path: PathBuf,
+        /// What it fitted and measured.
+        calibration: Box<Calibration>,
+        /// The file's metadata (its provenance).
+        metadata: Metadata,
+    },
 }
 
 fn short(digest: &str) -> &str {
