@@ -229,6 +229,7 @@ impl Classifier {
             validation_accuracy: metrics.as_ref().map(|x| x.summary.saved_val_acc),
             trained_by: metrics.map(|x| x.stage),
             calibration: m.calibration.as_ref().map(|c| CalibrationInfo {
+                applied: c.calibration.applied,
                 temperature: c.calibration.temperature,
                 sha256: c.sha256.clone(),
                 ece_before: c.calibration.ece_before,
@@ -276,7 +277,9 @@ pub struct ModelInfo {
 /// The calibration part of [`ModelInfo`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CalibrationInfo {
-    /// The temperature dividing the logits.
+    /// Whether the temperature is applied (only when it helped out of sample).
+    pub applied: bool,
+    /// The temperature fitted; it divides the logits when `applied`.
     pub temperature: f64,
     /// The calibration file's sha256.
     pub sha256: String,

@@ -240,6 +240,8 @@ fn a_temperature_that_does_not_help_out_of_sample_is_not_applied() {
     );
     let classifier = classify::Classifier::load(model.parent().unwrap()).unwrap();
     assert_eq!(classifier.model().temperature(), 1.0);
+    let info = classifier.info().calibration.unwrap();
+    assert!(!info.applied);
 }
 
 /// The seed of the cross-fitting halves in the test above (any seed would do: the fit of two
