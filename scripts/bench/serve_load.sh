@@ -84,12 +84,10 @@ pin() { # pin CPUS CMD...: CMD under `taskset -c CPUS` when CPUS is set
     if [ -n "$cpus" ]; then taskset -c "$cpus" "$@"; else "$@"; fi
 }
 
-server_pid=""
+# shellcheck source=scripts/bench/serve_lib.sh
+source scripts/bench/serve_lib.sh
 cleanup() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
+    kill_server
     if [ "$remove_out" = 1 ]; then rm -rf "$out"; fi
 }
 trap cleanup EXIT
@@ -107,30 +105,7 @@ log="$out/server.log"
 # shellcheck disable=SC2206 # SERVE_ARGS is a list of words
 server_cmd=("$bin" serve --model "$model" --addr 127.0.0.1:0 ${SERVE_ARGS:-})
 if [ -n "${SERVER_CPUS:-}" ]; then server_cmd=(taskset -c "$SERVER_CPUS" "${server_cmd[@]}"); fi
-# A simple command, so that $! is the server itself (taskset execs it): the PID to signal and
-# to read VmHWM from.
-RAYON_NUM_THREADS="$threads" "${server_cmd[@]}" >"$log" 2>&1 &
-server_pid=$!
-addr=""
-for _ in $(seq 1 600); do # up to 60 s: loading a backbone's weights takes a while
-    addr="$(sed -n 's|^listening on http://||p' "$log" | head -n1)"
-    [ -n "$addr" ] && break
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        echo "error: the server exited before listening:" >&2; cat "$log" >&2; exit 1
-    fi
-    sleep 0.1
-done
-[ -n "$addr" ] || { echo "error: the server did not say where it listens within 60 s:" >&2; cat "$log" >&2; exit 1; }
-url="http://$addr"
-healthy=0
-for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null "$url/healthz" 2>/dev/null \
-        || python3 -c "import sys,urllib.request; sys.exit(urllib.request.urlopen('$url/healthz', timeout=2).status != 200)" 2>/dev/null; then
-        healthy=1; break
-    fi
-    sleep 0.1
-done
-[ "$healthy" = 1 ] || { echo "error: $url/healthz did not answer 200" >&2; cat "$log" >&2; exit 1; }
+start_server "$log" "$threads" "${server_cmd[@]}"
 echo "server: pid $server_pid at $url"
 echo
 
@@ -170,17 +145,7 @@ echo
 # Peak RSS, then a clean stop.
 hwm_kb="$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status" 2>/dev/null || echo 0)"
 awk -v kb="${hwm_kb:-0}" 'BEGIN { printf "server peak RSS (VmHWM): %.1f MiB\n", kb / 1024 }'
-kill -TERM "$server_pid"
-set +e
-wait "$server_pid"
-rc=$?
-set -e
-server_pid=""
-if [ "$rc" = 0 ]; then
-    echo "server: exited 0 on SIGTERM"
-else
-    echo "error: the server exited $rc on SIGTERM; its log:" >&2
-    tail -n 20 "$log" >&2
-fi
+rc=0
+stop_server "$log" || rc=$?
 [ "$remove_out" = 1 ] || echo "wrote $results, $log and wrk-*.txt under $out"
 [ "$rc" = 0 ] && [ "$total_errors" = 0 ]

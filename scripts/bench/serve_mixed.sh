@@ -52,12 +52,10 @@ python="${PYTHON:-python3}"
 photos="$(cd "$photos" && pwd)"
 
 tmp="$(mktemp -d)"
-server_pid=""
+# shellcheck source=scripts/bench/serve_lib.sh
+source scripts/bench/serve_lib.sh
 cleanup() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
+    kill_server
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -94,23 +92,7 @@ echo "predict: $(($(wc -l <"$tmp/expected.csv") - 1)) rows in expected.csv; $(gr
 # The server.
 # shellcheck disable=SC2206 # SERVE_ARGS is a list of words
 server_cmd=("$bin" serve --model "$model" --addr 127.0.0.1:0 --max-body "$max_body" ${SERVE_ARGS:-})
-RAYON_NUM_THREADS="$threads" "${server_cmd[@]}" >"$tmp/server.log" 2>&1 &
-server_pid=$!
-addr=""
-for _ in $(seq 1 600); do
-    addr="$(sed -n 's|^listening on http://||p' "$tmp/server.log" | head -n1)"
-    [ -n "$addr" ] && break
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        echo "error: the server exited before listening:" >&2; cat "$tmp/server.log" >&2; exit 1
-    fi
-    sleep 0.1
-done
-[ -n "$addr" ] || { echo "error: the server did not say where it listens within 60 s" >&2; cat "$tmp/server.log" >&2; exit 1; }
-url="http://$addr"
-for _ in $(seq 1 100); do
-    "$python" -c "import sys,urllib.request; sys.exit(urllib.request.urlopen('$url/healthz', timeout=2).status != 200)" 2>/dev/null && break
-    sleep 0.1
-done
+start_server "$tmp/server.log" "$threads" "${server_cmd[@]}"
 echo "server: pid $server_pid at $url (max body $max_body, RAYON_NUM_THREADS=$threads)"
 
 strict=()
@@ -122,15 +104,7 @@ set +e
     --bad-every "${BAD_EVERY:-10}" --large-every "${LARGE_EVERY:-7}" --max-body "$max_body" \
     --max-photos "$(( limit > 0 ? limit : 1000000 ))" --pid "$server_pid" "${strict[@]}"
 checks=$?
-kill -TERM "$server_pid"
-wait "$server_pid"
-rc=$?
 set -e
-server_pid=""
-if [ "$rc" = 0 ]; then
-    echo "server: exited 0 on SIGTERM"
-else
-    echo "error: the server exited $rc on SIGTERM; the end of its log:" >&2
-    tail -n 20 "$tmp/server.log" >&2
-fi
+rc=0
+stop_server "$tmp/server.log" || rc=$?
 [ "$checks" = 0 ] && [ "$rc" = 0 ]
