@@ -143,7 +143,10 @@ run_stage train-small "$bin/train-small" "${config[@]}"
 run_stage extract-bottlenecks "$bin/extract" "${config[@]}"
 run_stage train-top "$bin/train-top" "${config[@]}"
 models=(small_cnn top)
-if "$bin/pipeline" backbones --finetune | grep -qx "$backbone"; then
+# Read the whole list before matching: `… | grep -q` would close the pipe at the first match,
+# and under pipefail the writer's broken pipe would count as "not in the list".
+finetunable=$("$bin/pipeline" backbones --finetune)
+if grep -qx "$backbone" <<<"$finetunable"; then
     run_stage finetune "$bin/finetune" "${config[@]}"
     models+=(finetune)
 else
