@@ -51,6 +51,11 @@ train-top *ARGS:
     cargo run {{cargo_flags}} -p train-top -- --pipeline {{pipeline}} {{ARGS}}
 
 # `--live` for live augmentation instead of the view cache.
+# Mislabelled, duplicated, leaking and stray photos and the learning curve, from the cached
+# features (after extract-bottlenecks); writes <data.artifacts>/audit/audit.json.
+audit *ARGS:
+    cargo run {{cargo_flags}} -p audit -- --pipeline {{pipeline}} {{ARGS}}
+
 # Fine-tune the backbone's tail (VGG16: block 5) + the trained top model (method 3).
 finetune *ARGS:
     cargo run {{cargo_flags}} -p finetune -- --pipeline {{pipeline}} {{ARGS}}

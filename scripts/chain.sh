@@ -4,7 +4,8 @@
 #   extract-bottlenecks → train-top → finetune (skipped for a backbone that cannot be
 #   fine-tuned) → calibrate each model (its temperature, fitted on the validation split) →
 #   evaluate each model (small_cnn, top, finetune) on <data.dir>/validation and, when it exists, <data.dir>/test, into
-#   <data.artifacts>/<model>/evaluation/<split>.json → report.
+#   <data.artifacts>/<model>/evaluation/<split>.json → audit (label issues, copies, leakage,
+#   strays and the learning curve from the cached features) → report.
 # Every stage but preview and report (a second each) checks its artifacts first and prints
 # "up to date" instead of redoing work, so a rerun with nothing changed takes seconds, and a
 # changed setting reruns the stages that use it.
@@ -95,7 +96,7 @@ run_stage() {
 # Builds every binary the stages need in one cargo build (its progress on stderr) and prints
 # the folder they are in.
 build() {
-    local packages=(pipeline prep preview train-small extract train-top finetune classify report)
+    local packages=(pipeline prep preview train-small extract train-top audit finetune classify report)
     local exe
     exe=$(cargo build "${cargo_flags[@]}" "${packages[@]/#/--package=}" \
         --message-format=json-render-diagnostics |
@@ -110,7 +111,7 @@ build() {
 
 # One build first, so that no stage's time includes compiling; the stages run what it built.
 if [[ -n "${BIN_DIR:-}" ]]; then
-    for exe in pipeline prep preview train-small extract train-top finetune classify report; do
+    for exe in pipeline prep preview train-small extract train-top audit finetune classify report; do
         if [[ ! -x "$BIN_DIR/$exe" ]]; then
             echo "error: BIN_DIR=$BIN_DIR has no $exe binary; build it or unset BIN_DIR" >&2
             exit 1
@@ -169,6 +170,8 @@ for model in "${models[@]}"; do
             --json "$artifacts/$model/evaluation/$split.json" "${weights_arg[@]}"
     done
 done
+# The audit reads the evaluations, to give each model's accuracy without leaking photos.
+run_stage audit "$bin/audit" "${config[@]}"
 run_stage report "$bin/report" "${config[@]}"
 
 print_table

@@ -8,7 +8,8 @@ use image::RgbImage;
 use imagedata::{Interpolation, Limits, decode_resized, load_resized, resize_rgb};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{ClassifyError, Result};
+use crate::explain::Explanation;
 use crate::model::{LoadedModel, load_model};
 
 /// How [`Classifier::load_with`] opens a model.
@@ -196,6 +197,71 @@ impl Classifier {
         let image = self.open(path)?;
         self.predict_prepared(std::slice::from_ref(&image))
             .map(|mut s| s.remove(0))
+    }
+
+    /// Whether [`Classifier::explain`] works for this model: a top or fine-tuned model on
+    /// VGG16 or EfficientNet-Lite0 (not the small convnet, which has no backbone, nor the hub
+    /// backbones, which give pooled features only).
+    pub fn can_explain(&self) -> bool {
+        self.model.model.supports_grad_cam()
+    }
+
+    /// `Ok` when [`Classifier::explain`] works for this model, otherwise the error saying
+    /// why, naming the model file.
+    pub fn check_explain(&self) -> Result<()> {
+        self.model
+            .model
+            .check_grad_cam()
+            .map_err(|e| ClassifyError::NotExplainable {
+                path: self.model.path.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Classifies `image` (any size) and computes the Grad-CAM of `class` on it (by default
+    /// the predicted class): which regions raised that class's score, drawn over `image` at
+    /// its own size. An error for a model that cannot be explained
+    /// ([`Classifier::check_explain`]) or a class out of range.
+    pub fn explain(&self, image: &RgbImage, class: Option<usize>) -> Result<Explanation> {
+        self.check_explain()?;
+        let size = self.model.target_size();
+        let input = if image.width() == size.width && image.height() == size.height {
+            image.clone()
+        } else {
+            resize_rgb(image, size, self.model.interpolation, Path::new("image"))?
+        };
+        let scores = self
+            .predict_prepared(std::slice::from_ref(&input))?
+            .remove(0);
+        let class = class.unwrap_or(scores.index);
+        if class >= self.classes().len() {
+            return Err(models::ModelError::GradCam(format!(
+                "class {class} out of range: the model has {} classes",
+                self.classes().len()
+            ))
+            .into());
+        }
+        let x = imagedata::images_to_tensor(
+            std::slice::from_ref(&input),
+            &self.model.spec.preprocessing,
+            &self.model.device,
+        )?;
+        let cam = self.model.model.grad_cam(&x, class)?.remove(0);
+        let overlay = models::gradcam::overlay(image, &cam, models::gradcam::OVERLAY_ALPHA);
+        Ok(Explanation {
+            class_name: self.classes()[class].clone(),
+            scores,
+            class,
+            cam,
+            overlay,
+        })
+    }
+
+    /// Reads the image file at `path` at its own size (checked against the decoding limits)
+    /// and explains `class` on it (see [`Classifier::explain`]).
+    pub fn explain_file(&self, path: &Path, class: Option<usize>) -> Result<Explanation> {
+        let image = imagedata::load_rgb(path, &self.limits)?;
+        self.explain(&image, class)
     }
 
     fn scores(&self, probabilities: Vec<f32>) -> Scores {

@@ -52,6 +52,26 @@ pub enum ClassifyError {
     #[error(transparent)]
     Stage(Box<stage::StageError>),
 
+    /// The model cannot say where it looked (Grad-CAM needs a pretrained backbone's last
+    /// feature map).
+    #[error("{}: cannot explain this model's predictions: {reason}", path.display())]
+    NotExplainable {
+        /// The model file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+
+    /// An output file cannot be written as asked (such as an explanation to a file that is
+    /// not an image).
+    #[error("{}: {reason}", path.display())]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A tensor operation failed.
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),

@@ -217,7 +217,50 @@ pub fn evaluate(model: &LoadedModel, data: &Path, options: &EvalOptions) -> Resu
     let evaluation = evaluation?;
     let mut report = report(model, data, options.tta, &evaluation, &paths);
     report.temperature = temperature;
+    explain_mistakes(model, &mut report.mistakes, options)?;
     Ok(report)
+}
+
+/// Records on each of `mistakes` the Grad-CAM of its predicted class, when the model can be
+/// explained (nothing otherwise): the images are read again, resized and preprocessed as for
+/// the evaluation, and explained a batch per predicted class. Only the mistakes are, so the
+/// cost stays a few dozen images'.
+fn explain_mistakes(
+    model: &LoadedModel,
+    mistakes: &mut [Mistake],
+    options: &EvalOptions,
+) -> Result<()> {
+    if mistakes.is_empty() || !model.model.supports_grad_cam() {
+        return Ok(());
+    }
+    let classes = &model.spec.classes;
+    let running = bar(options.progress, mistakes.len(), "explaining");
+    for (class, name) in classes.iter().enumerate() {
+        let indices: Vec<usize> = (0..mistakes.len())
+            .filter(|&i| &mistakes[i].predicted == name)
+            .collect();
+        for chunk in indices.chunks(options.batch_size.max(1)) {
+            let images = chunk
+                .iter()
+                .map(|&i| {
+                    imagedata::load_resized(
+                        &mistakes[i].image,
+                        model.target_size(),
+                        model.interpolation,
+                        &imagedata::Limits::default(),
+                    )
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let x = imagedata::images_to_tensor(&images, &model.spec.preprocessing, &model.device)?;
+            let cams = model.model.grad_cam(&x, class)?;
+            for (&i, cam) in chunk.iter().zip(cams) {
+                mistakes[i].cam = Some(cam);
+            }
+            running.inc(chunk.len() as u64);
+        }
+    }
+    running.finish_and_clear();
+    Ok(())
 }
 
 /// The report of an evaluation over the images `paths` (in the evaluation's order).
@@ -248,6 +291,7 @@ fn report(
                 .and_then(|r| r.get(p as usize))
                 .copied()
                 .unwrap_or(0.0),
+            cam: None,
         })
         .collect();
     let correct = e.labels.len()

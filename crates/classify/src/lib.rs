@@ -28,13 +28,16 @@
 //! classifies files and folders; [`calibrate_cached`] fits the model's temperature on the
 //! validation split (stored beside it and applied from then on); [`serve`] puts the model
 //! behind HTTP with a page for people. Evaluation and prediction can average each image's
-//! probabilities with its mirror's (test-time augmentation).
+//! probabilities with its mirror's (test-time augmentation). [`Classifier::explain`] says
+//! where a model on a pretrained backbone looked (Grad-CAM, drawn over the photo:
+//! [`Explanation`]); [`evaluate`] records it for each mistake.
 
 pub mod cache;
 pub mod calibrate;
 pub mod classifier;
 pub mod error;
 pub mod eval;
+pub mod explain;
 pub mod model;
 pub mod predict;
 pub mod serve;
@@ -44,6 +47,7 @@ pub use calibrate::{CalibrateOutcome, calibrate, calibrate_cached};
 pub use classifier::{CalibrationInfo, Classifier, ClassifierOptions, ModelInfo, Scores};
 pub use error::{ClassifyError, Result};
 pub use eval::{EvalOptions, check_classes, evaluate};
+pub use explain::{Explanation, explain_format};
 pub use model::{AppliedCalibration, LoadedModel, Tempered, load_model, model_file, probabilities};
 pub use pipeline::layout::MODEL_FILE;
 pub use predict::{PredictOptions, PredictReport, Prediction, expand_inputs, predict};

@@ -60,6 +60,11 @@ enum Command {
         /// Write the whole report as JSON to this file (as `--out FILE.json`).
         #[arg(long, value_name = "FILE", conflicts_with = "out")]
         json: Option<PathBuf>,
+        /// Where the model looked: write the photo with the Grad-CAM heatmap of its predicted
+        /// class drawn over it to this PNG (or JPEG) file. Exactly one photo; models on a
+        /// pretrained backbone only (top or fine-tuned, on vgg16 or efficientnet_lite0).
+        #[arg(long, value_name = "OUT.png")]
+        explain: Option<PathBuf>,
     },
     /// Fit the model's temperature (one scalar dividing its logits) on a labelled folder by
     /// minimising the negative log-likelihood, and write it beside the model as
@@ -278,7 +283,14 @@ fn run() -> Result<()> {
             paths,
             out,
             json,
-        } => predict(model, paths, out.as_deref(), json.as_deref())?,
+            explain,
+        } => predict(
+            model,
+            paths,
+            out.as_deref(),
+            json.as_deref(),
+            explain.as_deref(),
+        )?,
         Command::Calibrate {
             model,
             data,
@@ -355,13 +367,18 @@ fn ext_format(out: Option<&Path>, ext: Option<Option<&str>>) -> Result<Option<&'
 }
 
 /// `classify predict`: every image under `paths`, a line each (a progress bar for many),
-/// the failures at the end, and the rows in `out` (CSV or JSON by its extension).
+/// the failures at the end, the rows in `out` (CSV or JSON by its extension), and with
+/// `explain` the one photo's Grad-CAM overlay.
 fn predict(
     model: &ModelArgs,
     paths: &[PathBuf],
     out: Option<&Path>,
     json: Option<&Path>,
+    explain: Option<&Path>,
 ) -> Result<()> {
+    if let Some(file) = explain {
+        classify::explain_format(file)?;
+    }
     let (out, format) = match (json, out.map(|p| p.extension().and_then(|e| e.to_str()))) {
         (Some(json), _) => (Some(json), Some("json")),
         (None, ext) => (out, ext_format(out, ext)?),
@@ -380,7 +397,17 @@ fn predict(
     if skipped > 0 {
         eprintln!("skipping {skipped} file(s) without an image extension in the folders given");
     }
+    if explain.is_some() && images.len() != 1 {
+        bail!(
+            "--explain draws where the model looked on exactly one photo; {} photos were given \
+             (pass a single image file)",
+            images.len()
+        );
+    }
     let classifier = model.classifier()?;
+    if explain.is_some() {
+        classifier.check_explain()?;
+    }
     let options = PredictOptions {
         batch_size: model.batch_size as usize,
     };
@@ -406,6 +433,17 @@ fn predict(
         );
     }
     let failed = report.failures();
+    if let (Some(file), 0) = (explain, failed) {
+        let explanation = classifier.explain_file(&images[0], None)?;
+        explanation.save(file)?;
+        eprintln!(
+            "wrote {} (where the model looked for `{}`: its Grad-CAM, {}x{}, over the photo)",
+            file.display(),
+            explanation.class_name,
+            explanation.cam.height,
+            explanation.cam.width
+        );
+    }
     if failed > 0 {
         eprintln!("\n{failed} image(s) could not be classified:");
         for p in report.predictions.iter().filter(|p| !p.is_ok()) {

@@ -131,3 +131,36 @@ fn folders_are_walked_and_every_row_is_written_with_the_failures_at_the_end() {
         "{err}"
     );
 }
+
+#[test]
+fn explain_refuses_a_model_without_a_backbone_and_several_photos() {
+    let root = tempfile::tempdir().unwrap();
+    let (bright, _) = write_fixture(&root.path().join("photos"));
+    let model = write_brightness_model(&root.path().join("model"));
+    let model_dir = model.parent().unwrap().to_str().unwrap();
+    let out = root.path().join("explained.png");
+    // The small convnet has no pretrained backbone whose feature map Grad-CAM could weigh.
+    let err = run_err(&[
+        "predict",
+        "--model",
+        model_dir,
+        "--explain",
+        out.to_str().unwrap(),
+        bright[0].to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("cannot explain") && err.contains("small_cnn") && err.contains("no backbone"),
+        "{err}"
+    );
+    // A folder of several photos: exactly one is explained, so none is.
+    let err = run_err(&[
+        "predict",
+        "--model",
+        model_dir,
+        "--explain",
+        out.to_str().unwrap(),
+        root.path().join("photos").to_str().unwrap(),
+    ]);
+    assert!(err.contains("exactly one photo"), "{err}");
+    assert!(!out.exists());
+}

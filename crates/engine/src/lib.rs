@@ -33,6 +33,7 @@ mod fused;
 mod history;
 mod interrupt;
 mod keep_best;
+pub mod linear;
 mod loss;
 mod optim;
 mod params;

@@ -36,6 +36,8 @@ pub mod names {
     /// The order in which the validation photos are dealt into the two halves of the
     /// calibration's cross-fitting.
     pub const CALIBRATION_HALVES: &str = "calibration-halves";
+    /// The random subsets of the audit's learning curve.
+    pub const AUDIT_CURVE: &str = "audit-curve";
 }
 
 /// The FNV-1a 64-bit hash of `bytes`.

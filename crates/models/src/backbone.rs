@@ -224,6 +224,15 @@ impl BackboneKind {
     }
 }
 
+/// The error for Grad-CAM on a backbone that cannot give its last feature map.
+pub(crate) fn grad_cam_unsupported(kind: BackboneKind) -> ModelError {
+    ModelError::GradCam(format!(
+        "not available for the backbone `{kind}`: its candle-transformers network gives only \
+         its pooled features, not the last feature map Grad-CAM weighs (it works on vgg16 and \
+         efficientnet_lite0)"
+    ))
+}
+
 impl fmt::Display for BackboneKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -320,6 +329,19 @@ impl Backbone {
         pooled.reshape((n, c, 1, 1))
     }
 
+    /// The last feature map, the one Grad-CAM explains, for preprocessed images
+    /// `[N, 3, H, W]`: VGG16's block-5 output `[N, 512, H/32, W/32]` (what
+    /// [`Backbone::features`] gives); EfficientNet-Lite0's head convolution output before the
+    /// global pool, `[N, 1280, h, w]` (whose spatial mean [`Backbone::features`] gives). An
+    /// error for the hub backbones, whose networks give their pooled features only.
+    pub fn feature_map(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Backbone::Vgg16(v) => Ok(v.forward(x)?),
+            Backbone::EfficientNetLite0(e) => Ok(e.head_map(x)?),
+            Backbone::Hub(h) => Err(grad_cam_unsupported(h.model().kind())),
+        }
+    }
+
     /// The frozen part of fine-tuning on preprocessed images: VGG16 blocks 1–4;
     /// EfficientNet-Lite0's stem and blocks 0–14. An error for the hub backbones, which cannot
     /// be fine-tuned ([`BackboneKind::finetune_unsupported`]).
@@ -366,6 +388,16 @@ impl Tail {
         }
     }
 
+    /// The tail's last feature map on the frozen part's output, before any global pool (the
+    /// map Grad-CAM explains): VGG16's block-5 output, EfficientNet-Lite0's head convolution
+    /// output `[N, 1280, h, w]`.
+    pub fn feature_map(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Tail::Vgg16(t) => t.forward(x),
+            Tail::EfficientNetLite0(t) => t.forward_map(x),
+        }
+    }
+
     /// The names of its parameters.
     pub fn param_names(&self) -> Vec<String> {
         match self {
@@ -396,6 +428,11 @@ impl FinetuneNet {
     /// The top model.
     pub fn top(&self) -> &TopModel {
         &self.top
+    }
+
+    /// The tail.
+    pub fn tail(&self) -> &Tail {
+        &self.tail
     }
 }
 

@@ -396,8 +396,23 @@ impl EfficientNetLite0 {
         }
     }
 
+    /// The whole frozen network to the head convolution's activated output (BatchNorm +
+    /// ReLU6), before the global pool: `[N, 1280, h, w]` (`h`, `w` = H/32, W/32 rounded up).
+    /// [`Self::pooled`] is its spatial mean; Grad-CAM explains this map.
+    pub fn head_map(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        check_input(x, 3, "EfficientNet-Lite0 stem")?;
+        match self.fast(x) {
+            Some(f) => f.forward(x, 0..Self::BLOCKS + 2),
+            None => {
+                let h = self.stem_forward(x)?;
+                let h = self.blocks_forward(&h, 0, Self::BLOCKS - 1)?;
+                head_forward(&self.head, &h)
+            }
+        }
+    }
+
     /// The whole frozen network to the global-average-pooled features `[N, 1280]` (the fast
-    /// inference path on the CPU).
+    /// inference path on the CPU): the spatial mean of [`Self::head_map`].
     pub fn pooled(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         check_input(x, 3, "EfficientNet-Lite0 stem")?;
         match self.fast(x) {
@@ -597,8 +612,15 @@ impl Lite0Tail {
         .collect()
     }
 
-    /// Block-14 outputs `[N, 192, h, w]` → pooled features `[N, 1280]`.
+    /// Block-14 outputs `[N, 192, h, w]` → pooled features `[N, 1280]` (the spatial mean of
+    /// [`Self::forward_map`]).
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_map(x)?.mean((2, 3))
+    }
+
+    /// Block-14 outputs `[N, 192, h, w]` → the head convolution's activated output before the
+    /// global pool, `[N, 1280, h, w]` (the map Grad-CAM explains).
+    pub fn forward_map(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         check_input(x, self.cfg.cin, "EfficientNet-Lite0 tail (block 15)")?;
         let h = block_forward(
             &self.cfg,
@@ -607,7 +629,7 @@ impl Lite0Tail {
             (&self.project.weight, &self.project.bias),
             x,
         )?;
-        head_forward(&self.head, &h)?.mean((2, 3))
+        head_forward(&self.head, &h)
     }
 }
 

@@ -111,6 +111,11 @@ pub enum ModelError {
     #[error("invalid network configuration: {0}")]
     InvalidConfig(String),
 
+    /// Grad-CAM cannot be computed for this model or class (a backbone without a feature map,
+    /// a model without a backbone, a class out of range).
+    #[error("Grad-CAM: {0}")]
+    GradCam(String),
+
     /// An artifact could not be read, or a digest computed.
     #[error(transparent)]
     Artifact(#[from] artifact::ArtifactError),

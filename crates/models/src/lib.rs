@@ -2,7 +2,8 @@
 //! on a backbone's features ([`TopModel`]), the pretrained backbones behind one seam
 //! ([`BackboneKind`], [`Backbone`]: VGG16 with torchvision's tensor names, callable block by
 //! block, ...), the fine-tuning network (a backbone's [`Tail`] and the top, [`FinetuneNet`])
-//! and the full classifier on images ([`Classifier`]).
+//! and the full classifier on images ([`Classifier`]), which can say where it looked
+//! ([`gradcam`]: Grad-CAM on the last feature map).
 //!
 //! The hub backbones, ConvNeXt-Tiny and ResNet-50 ([`HubModel`], [`HubBackbone`]), are
 //! candle-transformers' networks on timm's weights, for features only.
@@ -22,6 +23,7 @@
 pub mod backbone;
 mod efficientnet;
 mod error;
+pub mod gradcam;
 mod hub;
 pub mod layers;
 mod network;
@@ -35,6 +37,7 @@ mod weights;
 pub use backbone::{Backbone, BackboneKind, Classifier, FinetuneNet, Head, Tail};
 pub use efficientnet::{EfficientNetLite0, Lite0Tail};
 pub use error::{ModelError, Result, WeightsAttempt};
+pub use gradcam::{CamTensors, GradCam};
 pub use hub::{HubBackbone, HubModel};
 pub use layers::{Mode, dropout, glorot_uniform};
 pub use network::{Network, probabilities, units_for_classes};

@@ -20,6 +20,8 @@ pub mod stage {
     pub const FINETUNE: &str = "finetune";
     /// `classify calibrate`: a model's temperature, fitted on the validation split.
     pub const CALIBRATE: &str = "calibrate";
+    /// `audit`: label issues, duplicates, leakage, strays and the learning curve.
+    pub const AUDIT: &str = "audit";
 }
 
 /// A trained model's file inside its stage folder.
@@ -30,6 +32,8 @@ pub const CALIBRATION_FILE: &str = "calibration.safetensors";
 pub const METRICS_FILE: &str = "metrics.json";
 /// The folder, inside a model's stage folder, where `classify evaluate --json` results live.
 pub const EVALUATION_DIR: &str = "evaluation";
+/// The audit's findings inside `audit/`.
+pub const AUDIT_FILE: &str = "audit.json";
 /// The k-fold results inside the top model's folder.
 pub const KFOLD_FILE: &str = "kfold.json";
 
@@ -64,6 +68,16 @@ impl Layout {
     /// `finetune/`: method 3's model and caches.
     pub fn finetune(&self) -> PathBuf {
         self.root.join("finetune")
+    }
+
+    /// `audit/`: what `audit` found in the photos.
+    pub fn audit(&self) -> PathBuf {
+        self.root.join("audit")
+    }
+
+    /// `audit/audit.json`.
+    pub fn audit_report(&self) -> PathBuf {
+        self.audit().join(AUDIT_FILE)
     }
 
     /// `report/`: the report comparing the methods.

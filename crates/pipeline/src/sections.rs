@@ -24,6 +24,8 @@ pub struct Pipeline {
     pub top: TopSection,
     /// Method 3: fine-tuning VGG16 block 5 + the top model.
     pub finetune: FinetuneSection,
+    /// `audit`: label issues, duplicates, leakage, strays and the learning curve.
+    pub audit: AuditSection,
 }
 
 /// `[data]`: folders, image size and labelling shared by every stage.
@@ -73,6 +75,9 @@ pub struct SplitSection {
     pub test: usize,
     /// Shuffle (from the seed) instead of taking files in numeric order.
     pub shuffle: bool,
+    /// Files naming photos to leave out of the split (an `audit.json`, a JSON array of paths,
+    /// or a text file with one per line); `--exclude` flags replace this list.
+    pub exclude: Vec<PathBuf>,
 }
 
 impl Default for SplitSection {
@@ -83,6 +88,45 @@ impl Default for SplitSection {
             validation: 500,
             test: 0,
             shuffle: false,
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// `[audit]`: what `audit` looks for in the cached features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    /// Folds of the out-of-fold probabilities (and of the choice of the L2 penalty).
+    pub folds: usize,
+    /// The linear probe's L2 penalties tried; the one with the lowest k-fold log-loss on the
+    /// train split is used.
+    pub l2: Vec<f64>,
+    /// Cosine similarity of the centred, normalised features above which two photos are near
+    /// copies.
+    pub near_duplicate: f64,
+    /// Bits (of 256) in which two photos' difference hashes may differ for them to count as
+    /// near copies: resized and re-encoded copies whose features drift apart.
+    pub near_hash_bits: u32,
+    /// Nearest photos a stray's distance is averaged over.
+    pub neighbours: usize,
+    /// Training photos per class of the learning curve (sizes above the smallest class are
+    /// dropped; every photo is always the last point).
+    pub curve_sizes: Vec<usize>,
+    /// Random subsets per size of the learning curve.
+    pub curve_seeds: usize,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        Self {
+            folds: 5,
+            l2: vec![1e-4, 1e-3, 1e-2, 1e-1, 1.0],
+            near_duplicate: 0.9,
+            near_hash_bits: 24,
+            neighbours: 10,
+            curve_sizes: vec![5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000],
+            curve_seeds: 3,
         }
     }
 }
@@ -421,6 +465,29 @@ impl Pipeline {
         f.augment
             .validate()
             .map_err(|e| e.within("finetune.augment"))?;
+
+        let a = &self.audit;
+        at_least("audit.folds", a.folds, 2)?;
+        at_least("audit.neighbours", a.neighbours, 1)?;
+        at_least("audit.curve_seeds", a.curve_seeds, 1)?;
+        if a.l2.is_empty() || a.l2.iter().any(|v| !(*v > 0.0 && v.is_finite())) {
+            return Err(ConfigError::new(
+                "audit.l2",
+                format!("must list positive penalties, got {:?}", a.l2),
+            ));
+        }
+        if !(a.near_duplicate > 0.0 && a.near_duplicate <= 1.0) {
+            return Err(ConfigError::new(
+                "audit.near_duplicate",
+                format!("must be in (0, 1], got {}", a.near_duplicate),
+            ));
+        }
+        if a.curve_sizes.contains(&0) {
+            return Err(ConfigError::new(
+                "audit.curve_sizes",
+                "sizes must be at least 1 photo per class",
+            ));
+        }
         Ok(())
     }
 }

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::exclude::Unmatched;
+
 /// A source file that was left out of the split, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejected {
@@ -28,6 +30,22 @@ pub(crate) fn list_rejected(files: &[Rejected]) -> String {
         .map(|r| format!("  {r}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The parenthesised note of [`SplitError::TooFewImages`]: images not counted as available.
+fn too_few_note(undecodable: usize, excluded: usize) -> String {
+    let mut parts = Vec::new();
+    if undecodable > 0 {
+        parts.push(format!("{undecodable} more could not be decoded"));
+    }
+    if excluded > 0 {
+        parts.push(format!("{excluded} more are excluded by --exclude"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
 }
 
 /// Everything that can go wrong while splitting a source folder.
@@ -121,7 +139,7 @@ pub enum SplitError {
     #[error(
         "class `{class}` in {} has {available} image(s) but {request} needs {needed}{}",
         source_dir.display(),
-        if *undecodable > 0 { format!(" ({undecodable} more could not be decoded)") } else { String::new() }
+        too_few_note(*undecodable, *excluded)
     )]
     TooFewImages {
         /// The class name (output folder name).
@@ -134,6 +152,8 @@ pub enum SplitError {
         available: usize,
         /// Images of this class that failed to decode.
         undecodable: usize,
+        /// Images of this class left out by `--exclude`.
+        excluded: usize,
         /// The request, as flags (`--train 1000 --validation 500 --test 0`).
         request: String,
     },
@@ -147,6 +167,20 @@ pub enum SplitError {
         /// The files left out and why.
         files: Vec<Rejected>,
     },
+
+    /// An `--exclude` file cannot be read or has an unexpected shape.
+    #[error("cannot use exclude file {}: {problem}", path.display())]
+    ExcludeFile {
+        /// The exclude file, as given.
+        path: PathBuf,
+        /// What is wrong with it (missing, unreadable, malformed JSON with its line and column,
+        /// JSON of another shape).
+        problem: String,
+    },
+
+    /// `--strict` was given and an `--exclude` file names photos the source does not have.
+    #[error("--strict: {0}")]
+    ExcludeUnmatched(Unmatched),
 
     /// The output folder already holds a different split and `--force` was not given.
     #[error("{} already holds a different split: {reason}; rerun with --force to replace it", out.display())]

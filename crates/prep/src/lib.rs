@@ -17,6 +17,9 @@
 //! - Each class's files are taken in numeric order of their index, or shuffled with a seed;
 //!   every chosen file is decoded once, and undecodable ones are listed and replaced by the next
 //!   file (or make the split fail with `strict`).
+//! - Photos a user has confirmed as bad (an `audit.json`, a JSON array or a text list, see
+//!   [`exclude`]) are removed before the selection, so the next ones in order take their
+//!   places; the manifest records them, so a different list is a different split.
 //! - Files are hard-linked where possible, copied otherwise, and keep their names.
 //! - The split is built in a staging folder and moved into place with its manifest
 //!   (`split.json`, [`manifest`]) last; rerunning with the same arguments is a no-op, and a
@@ -30,12 +33,14 @@
 
 mod decode;
 pub mod error;
+pub mod exclude;
 pub mod fetch;
 pub mod manifest;
 pub mod source;
 pub mod split;
 
 pub use error::{FetchError, Rejected, SplitError};
+pub use exclude::{ExcludeList, Unmatched};
 pub use fetch::{RemoteArchive, ResolvedSource, resolve_source};
 pub use manifest::{MANIFEST_FILE, Manifest, Order, Subset};
 pub use source::{Layout, plural};

@@ -50,7 +50,14 @@ struct SplitArgs {
     /// of numeric order [default: `split.shuffle`].
     #[arg(long)]
     shuffle: bool,
-    /// Fail on any file that cannot be used instead of leaving it out.
+    /// Leave out the photos FILE names (repeatable): an audit report
+    /// (`artifacts/audit/audit.json`, its `flagged` entries' `path`), a JSON array of paths, or
+    /// a text file with one path or file name per line (`#` comments). The next photos in
+    /// order take their places [default: `split.exclude`].
+    #[arg(long, value_name = "FILE")]
+    exclude: Vec<PathBuf>,
+    /// Fail on any file that cannot be used instead of leaving it out, and on `--exclude`
+    /// entries that match no photo of the source.
     #[arg(long)]
     strict: bool,
     /// Replace an existing, different split.
@@ -115,11 +122,19 @@ fn split(args: SplitArgs) -> anyhow::Result<()> {
         } else {
             Order::Numeric
         },
+        exclude: if args.exclude.is_empty() {
+            settings.exclude.clone()
+        } else {
+            args.exclude
+        },
         strict: args.strict,
         force: args.force,
         show_progress: true,
     };
     let report = run_split(&opts)?;
+    for warning in report.warnings() {
+        eprintln!("warning: {warning}");
+    }
     print!("{report}");
     Ok(())
 }

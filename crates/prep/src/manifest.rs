@@ -89,6 +89,13 @@ pub struct SplitParams {
     pub test: usize,
     /// The order the files are taken in.
     pub order: Order,
+    /// The source photos left out by `--exclude`, as `<class>/<file name>`, sorted (empty in
+    /// manifests written before `--exclude` existed).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// [`crate::exclude::digest`] of [`SplitParams::exclude`]; empty when nothing is excluded.
+    #[serde(default)]
+    pub exclude_digest: String,
 }
 
 impl SplitParams {
@@ -150,6 +157,10 @@ pub struct Manifest {
     pub splits: BTreeMap<String, BTreeMap<String, Vec<ManifestFile>>>,
     /// Source files left out (undecodable, or without a class), with the reason.
     pub rejected: Vec<Rejected>,
+    /// Source files left out by `--exclude`, with the file that excluded them
+    /// (`excluded by artifacts/audit/audit.json`), sorted by path.
+    #[serde(default)]
+    pub excluded: Vec<Rejected>,
 }
 
 impl Manifest {
@@ -229,6 +240,9 @@ impl Manifest {
                 old.order, params.order
             ));
         }
+        if old.exclude_digest != params.exclude_digest || old.exclude != params.exclude {
+            out.push(exclusion_difference(&old.exclude, &params.exclude));
+        }
         out
     }
 
@@ -261,6 +275,46 @@ impl Manifest {
         }
         Err(msg)
     }
+}
+
+/// How two lists of excluded photos differ, as a reason for [`Manifest::differences`].
+fn exclusion_difference(old: &[String], new: &[String]) -> String {
+    let excluding = |n: usize| match n {
+        0 => "with no photo excluded".to_string(),
+        n => format!("with {n} photo(s) excluded"),
+    };
+    let old_set: BTreeSet<&String> = old.iter().collect();
+    let new_set: BTreeSet<&String> = new.iter().collect();
+    let show = |names: Vec<&&String>| {
+        let shown: Vec<&str> = names.iter().take(3).map(|n| n.as_str()).collect();
+        let mut text = shown.join(", ");
+        if names.len() > shown.len() {
+            text.push_str(&format!(" and {} more", names.len() - shown.len()));
+        }
+        text
+    };
+    let mut details = Vec::new();
+    let added: Vec<&&String> = new_set.difference(&old_set).collect();
+    if !added.is_empty() {
+        details.push(format!("now also excluding {}", show(added)));
+    }
+    let dropped: Vec<&&String> = old_set.difference(&new_set).collect();
+    if !dropped.is_empty() {
+        details.push(format!("no longer excluding {}", show(dropped)));
+    }
+    let mut msg = if old.len() == new.len() {
+        format!("it was made with {} other photo(s) excluded", old.len())
+    } else {
+        format!(
+            "it was made {}, not {}",
+            excluding(old.len()),
+            excluding(new.len())
+        )
+    };
+    if !details.is_empty() {
+        msg.push_str(&format!(" ({})", details.join("; ")));
+    }
+    msg
 }
 
 /// Visible entries of a folder: name → (is folder, size).

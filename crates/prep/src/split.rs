@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use crate::decode::check_decodable;
 use crate::error::{Rejected, SplitError};
+use crate::exclude::{ExcludeList, Exclusions, Unmatched};
 use crate::manifest::{
     LinkMode, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, ManifestFile, Order, SplitParams, Subset,
     count_files,
@@ -50,7 +51,12 @@ pub struct SplitOptions {
     pub test: usize,
     /// The order each class's files are taken in.
     pub order: Order,
-    /// Make any unusable file an error instead of leaving it out.
+    /// Files naming photos to leave out (`--exclude`; see [`crate::exclude`]): an audit
+    /// report, a JSON array of paths or a text list. The photos they match are removed before
+    /// the selection, so the next photos in order take their places.
+    pub exclude: Vec<PathBuf>,
+    /// Make any unusable file an error instead of leaving it out, and an `exclude` entry that
+    /// matches no photo an error instead of a warning.
     pub strict: bool,
     /// Replace an existing, different split.
     pub force: bool,
@@ -69,6 +75,7 @@ impl SplitOptions {
             validation: DEFAULT_VALIDATION,
             test: DEFAULT_TEST,
             order: Order::Numeric,
+            exclude: Vec::new(),
             strict: false,
             force: false,
             show_progress: false,
@@ -114,9 +121,18 @@ pub struct SplitReport {
     pub manifest: Manifest,
     /// How the files were made (all zero for [`Outcome::UpToDate`]).
     pub links: LinkStats,
+    /// The exclude files' entries that match no photo of the source (see
+    /// [`SplitReport::warnings`]).
+    pub unmatched: Vec<Unmatched>,
 }
 
 impl SplitReport {
+    /// Warnings to show the user: one per exclude file with entries that match no photo of
+    /// the source (the first few entries, and how many there are).
+    pub fn warnings(&self) -> Vec<String> {
+        self.unmatched.iter().map(ToString::to_string).collect()
+    }
+
     /// Number of images of `class` in `subset`.
     pub fn count(&self, subset: Subset, class: &str) -> usize {
         self.manifest.files(subset, class).len()
@@ -176,6 +192,12 @@ impl fmt::Display for SplitReport {
         if !m.rejected.is_empty() {
             writeln!(f, "left out {} file(s):", m.rejected.len())?;
             for r in &m.rejected {
+                writeln!(f, "  {r}")?;
+            }
+        }
+        if !m.excluded.is_empty() {
+            writeln!(f, "excluded {} file(s):", m.excluded.len())?;
+            for r in &m.excluded {
                 writeln!(f, "  {r}")?;
             }
         }
@@ -308,10 +330,21 @@ pub fn run_split(opts: &SplitOptions) -> Result<SplitReport, SplitError> {
     if opts.per_class() == 0 {
         return Err(SplitError::NothingRequested);
     }
+    let lists = opts
+        .exclude
+        .iter()
+        .map(|file| ExcludeList::read(file))
+        .collect::<Result<Vec<_>, _>>()?;
     let source = scan(&opts.source)?;
     let out = absolute_out(&opts.out)?;
     check_locations(&source, &out)?;
-    check_enough(&source, opts)?;
+    let exclusions = Exclusions::apply(&lists, &source);
+    if opts.strict
+        && let Some(unmatched) = exclusions.unmatched.first()
+    {
+        return Err(SplitError::ExcludeUnmatched(unmatched.clone()));
+    }
+    check_enough(&source, &exclusions, opts)?;
 
     let params = SplitParams {
         source: source.root.clone(),
@@ -321,6 +354,8 @@ pub fn run_split(opts: &SplitOptions) -> Result<SplitReport, SplitError> {
         validation: opts.validation,
         test: opts.test,
         order: opts.order,
+        exclude_digest: crate::exclude::digest(&exclusions.names),
+        exclude: exclusions.names.clone(),
     };
 
     let outcome = match inspect_output(&out) {
@@ -343,6 +378,7 @@ pub fn run_split(opts: &SplitOptions) -> Result<SplitReport, SplitError> {
                     out,
                     manifest: *manifest,
                     links: LinkStats::default(),
+                    unmatched: exclusions.unmatched,
                 });
             }
             if !opts.force {
@@ -373,7 +409,7 @@ pub fn run_split(opts: &SplitOptions) -> Result<SplitReport, SplitError> {
         }
     };
 
-    let (selection, mut rejected) = select(&source, opts)?;
+    let (selection, mut rejected) = select(&source, &exclusions, opts)?;
     rejected.extend(source.rejected.iter().cloned());
     rejected.sort_by(|a, b| a.path.cmp(&b.path));
     if opts.strict && !rejected.is_empty() {
@@ -389,6 +425,7 @@ pub fn run_split(opts: &SplitOptions) -> Result<SplitReport, SplitError> {
         link_mode: LinkMode::Copy,
         splits: BTreeMap::new(),
         rejected,
+        excluded: exclusions.rejected.clone(),
     };
     let mut plan: Vec<(Subset, &str, &Candidate)> = Vec::new();
     for (class, chosen) in source.classes.iter().zip(&selection) {
@@ -423,6 +460,7 @@ pub fn run_split(opts: &SplitOptions) -> Result<SplitReport, SplitError> {
         out,
         manifest,
         links,
+        unmatched: exclusions.unmatched,
     })
 }
 
@@ -440,8 +478,13 @@ fn now_rfc3339() -> String {
         .unwrap_or_else(|_| String::from("unknown"))
 }
 
-/// The order a class's candidates are tried in.
-fn ordered_classes(source: &ScannedSource, order: Order) -> Vec<Vec<&Candidate>> {
+/// The order a class's candidates are tried in: the whole class in numeric or shuffled order,
+/// less the excluded files (so an exclusion does not reshuffle the rest).
+fn ordered_classes<'a>(
+    source: &'a ScannedSource,
+    exclusions: &Exclusions,
+    order: Order,
+) -> Vec<Vec<&'a Candidate>> {
     let mut rng = match order {
         Order::Numeric => None,
         Order::Shuffled { seed } => Some(crate::decode::rng(seed, SHUFFLE_STREAM)),
@@ -454,6 +497,7 @@ fn ordered_classes(source: &ScannedSource, order: Order) -> Vec<Vec<&Candidate>>
             if let Some(rng) = rng.as_mut() {
                 files.shuffle(rng);
             }
+            files.retain(|f| !exclusions.paths.contains(&f.path));
             files
         })
         .collect()
@@ -461,16 +505,23 @@ fn ordered_classes(source: &ScannedSource, order: Order) -> Vec<Vec<&Candidate>>
 
 /// Refuses, before decoding anything, a split that some class cannot fill even if every one
 /// of its files decodes.
-fn check_enough(source: &ScannedSource, opts: &SplitOptions) -> Result<(), SplitError> {
+fn check_enough(
+    source: &ScannedSource,
+    exclusions: &Exclusions,
+    opts: &SplitOptions,
+) -> Result<(), SplitError> {
     let needed = opts.per_class();
     for class in &source.classes {
-        if class.files.len() < needed {
+        let excluded = exclusions.in_class(&class.name);
+        let available = class.files.len() - excluded;
+        if available < needed {
             return Err(SplitError::TooFewImages {
                 class: class.name.clone(),
                 source_dir: source.root.clone(),
                 needed,
-                available: class.files.len(),
+                available,
                 undecodable: 0,
+                excluded,
                 request: request(opts),
             });
         }
@@ -490,10 +541,11 @@ fn request(opts: &SplitOptions) -> String {
 /// left out (and listed) and the next one takes its place. Each file is decoded at most once.
 fn select<'a>(
     source: &'a ScannedSource,
+    exclusions: &Exclusions,
     opts: &SplitOptions,
 ) -> Result<(Vec<Vec<&'a Candidate>>, Vec<Rejected>), SplitError> {
     let needed = opts.per_class();
-    let ordered = ordered_classes(source, opts.order);
+    let ordered = ordered_classes(source, exclusions, opts.order);
     let mut chosen: Vec<Vec<&Candidate>> = vec![Vec::with_capacity(needed); ordered.len()];
     let mut bad: Vec<Vec<Rejected>> = vec![Vec::new(); ordered.len()];
     let mut next = vec![0usize; ordered.len()];
@@ -558,6 +610,7 @@ fn select<'a>(
                 needed,
                 available: chosen[c].len(),
                 undecodable: bad[c].len(),
+                excluded: exclusions.in_class(&class.name),
                 request: request(opts),
             });
         }

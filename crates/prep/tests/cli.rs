@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -143,4 +144,110 @@ fn defaults_come_from_the_pipeline_file_and_flags_override_them() {
         .unwrap();
     let (_, stderr) = expect_failure(&"split --set split.trian=3", &bad);
     assert!(stderr.contains("trian"), "{stderr}");
+}
+
+#[test]
+fn exclude_files_from_flags_or_the_pipeline_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let out = tmp.path().join("data");
+    flat_source(&src, &["cat", "dog"], 0..6);
+    let audit = tmp.path().join("audit.json");
+    std::fs::write(
+        &audit,
+        r#"{"format": 1, "flagged": [{"path": "data/train/cats/cat.0.jpg", "split": "train",
+            "file": "cats/cat.0.jpg", "kind": "label_issue", "score": 0.97, "given": "cats",
+            "suggested": "dogs"}]}"#,
+    )
+    .unwrap();
+    let list = tmp.path().join("bad.txt");
+    std::fs::write(&list, "# checked by hand\ndog.1.jpg\nfish.3.jpg\n").unwrap();
+    let args = [
+        "split",
+        "--source",
+        src.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--train",
+        "2",
+        "--validation",
+        "1",
+        "--exclude",
+        audit.to_str().unwrap(),
+        "--exclude",
+        list.to_str().unwrap(),
+    ];
+    let run = prep().args(args).output().unwrap();
+    let stdout = expect_success(&args, &run);
+    assert!(stdout.contains("excluded 2 file(s)"), "{stdout}");
+    let (_, stderr) = testkit::cli::output_text(&run);
+    assert!(
+        stderr.contains("warning: 1 of the 2 entries of") && stderr.contains("fish.3.jpg"),
+        "{stderr}"
+    );
+    assert_eq!(names(&out.join("train/cats")), ["cat.1.jpg", "cat.2.jpg"]);
+    assert_eq!(names(&out.join("train/dogs")), ["dog.0.jpg", "dog.2.jpg"]);
+
+    // The pipeline file's `[split] exclude` gives the same split; without it, another one.
+    let pipeline = tmp.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!("[split]\nexclude = [{audit:?}, {list:?}]\n"),
+    )
+    .unwrap();
+    let same = prep()
+        .args(&args[..9])
+        .arg("--pipeline")
+        .arg(&pipeline)
+        .output()
+        .unwrap();
+    let again = expect_success(&"split with split.exclude", &same);
+    assert!(again.contains("up to date"), "{again}");
+    let (_, stderr) = expect_failure(
+        &"split without exclusions",
+        &prep().args(&args[..9]).output().unwrap(),
+    );
+    assert!(
+        stderr.contains("with 2 photo(s) excluded, not with no photo excluded")
+            && stderr.contains("--force"),
+        "{stderr}"
+    );
+
+    // --strict makes the unmatched entry an error.
+    let mut strict = args.to_vec();
+    strict.push("--strict");
+    let (_, stderr) = expect_failure(&strict, &prep().args(&strict).output().unwrap());
+    assert!(
+        stderr.contains("--strict") && stderr.contains("fish.3.jpg"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_malformed_exclude_file_fails_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let out = tmp.path().join("data");
+    flat_source(&src, &["cat"], 0..3);
+    let audit = tmp.path().join("audit.json");
+    std::fs::write(&audit, "{\"flagged\": [\n  {\"path\": \"cat.0.jpg\"\n]}\n").unwrap();
+    let run = prep()
+        .args(["split", "--train", "1", "--validation", "1", "--source"])
+        .args([
+            &src,
+            Path::new("--out"),
+            &out,
+            Path::new("--exclude"),
+            &audit,
+        ])
+        .output()
+        .unwrap();
+    let (_, stderr) = expect_failure(&"split with a malformed --exclude", &run);
+    assert!(
+        stderr.contains("audit.json")
+            && stderr.contains("not valid JSON")
+            && stderr.contains("line 3"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "nothing written");
 }

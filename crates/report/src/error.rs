@@ -50,6 +50,14 @@ pub enum ReportError {
         #[source]
         source: Box<stage::StageError>,
     },
+    /// `audit/audit.json` is not what `audit` writes (corrupt, or from another version).
+    #[error("{}: {reason}; `just audit` writes it again", path.display())]
+    Audit {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A figure cannot be drawn or encoded.
     #[error("{}: {reason}", path.display())]
     Figure {

@@ -7,6 +7,7 @@ use std::path::Path;
 use engine::History;
 use engine::calibration::ReliabilityBin;
 use image::{Rgb, RgbImage, imageops};
+use models::GradCam;
 use plotters::prelude::*;
 use rayon::prelude::*;
 use stage::{Calibration, Mistake};
@@ -18,13 +19,13 @@ pub const THUMB: u32 = 128;
 /// Cells per row of the mistakes grid.
 pub const COLUMNS: u32 = 8;
 /// Gap between cells and around the grid, in pixels.
-const GAP: u32 = 8;
+pub(crate) const GAP: u32 = 8;
 /// Height of the caption under each thumbnail, in pixels.
 const CAPTION: u32 = 36;
 /// Caption font size, in pixels.
-const FONT_SIZE: f64 = 13.0;
+pub(crate) const FONT_SIZE: f64 = 13.0;
 /// Caption characters that fit under a thumbnail in the monospaced font.
-const CAPTION_CHARS: usize = 16;
+pub(crate) const CAPTION_CHARS: usize = 16;
 
 /// Width and height of a reliability diagram, in pixels.
 pub const RELIABILITY_SIZE: (u32, u32) = (640, 600);
@@ -40,16 +41,19 @@ pub fn curves(runs: &[(&str, &History)], path: &Path) -> Result<Vec<u8>> {
 }
 
 /// A grid of the images of `mistakes`, in order, each scaled into a square cell with the
-/// predicted class and its probability, and the file name, under it. Returns PNG bytes and
-/// the number of images that could not be read (drawn as grey cells saying so). Relative
-/// image paths are taken from the current folder, where `classify evaluate` wrote them.
+/// predicted class and its probability, and the file name, under it. A mistake that records
+/// its Grad-CAM (`classify evaluate` does for models on VGG16 or EfficientNet-Lite0) has it
+/// drawn over its thumbnail ([`models::gradcam::overlay`]: red where the model found the
+/// most evidence for the class it predicted, blue where none). Returns PNG bytes and the
+/// number of images that could not be read (drawn as grey cells saying so). Relative image
+/// paths are taken from the current folder, where `classify evaluate` wrote them.
 pub fn mistakes_grid(mistakes: &[&Mistake], path: &Path) -> Result<(Vec<u8>, usize)> {
     let thumbs: Vec<Option<RgbImage>> = mistakes
         .par_iter()
         .map(|m| {
             imagedata::load_rgb(&m.image, &imagedata::Limits::default())
                 .ok()
-                .map(|img| imagedata::fit_within(&img, THUMB))
+                .map(|img| thumbnail(&img, m.cam.as_ref()))
         })
         .collect();
     let n = mistakes.len().max(1) as u32;
@@ -116,6 +120,16 @@ pub fn mistakes_grid(mistakes: &[&Mistake], path: &Path) -> Result<(Vec<u8>, usi
     }
     let unreadable = thumbs.iter().filter(|t| t.is_none()).count();
     Ok((encode_png(&canvas, path)?, unreadable))
+}
+
+/// `photo` scaled to fit a cell, with `cam` (where the model looked) drawn over it when there
+/// is one and it is well formed.
+fn thumbnail(photo: &RgbImage, cam: Option<&GradCam>) -> RgbImage {
+    let thumb = imagedata::fit_within(photo, THUMB);
+    match cam.filter(|c| c.is_valid()) {
+        Some(cam) => models::gradcam::overlay(&thumb, cam, models::gradcam::OVERLAY_ALPHA),
+        None => thumb,
+    }
 }
 
 /// The reliability diagram of a model's calibration, titled `title`, as PNG bytes; `path`
@@ -229,7 +243,7 @@ fn bars(bins: &[ReliabilityBin], right: bool) -> impl Iterator<Item = [(f64, f64
 }
 
 /// `s` cut to `max` characters, the last one an ellipsis when it was longer.
-fn shorten(s: &str, max: usize) -> String {
+pub(crate) fn shorten(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
     }
@@ -238,7 +252,8 @@ fn shorten(s: &str, max: usize) -> String {
     out
 }
 
-fn encode_png(img: &RgbImage, path: &Path) -> Result<Vec<u8>> {
+/// `img` as PNG bytes; `path` names the figure in errors.
+pub(crate) fn encode_png(img: &RgbImage, path: &Path) -> Result<Vec<u8>> {
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| ReportError::figure(path, e))?;
@@ -296,19 +311,31 @@ mod tests {
             actual: "dogs".into(),
             predicted: "cats".into(),
             probability: 0.875,
+            cam: None,
         };
-        let list = [mistake(&good), mistake(&dir.path().join("gone.jpg"))];
+        let mut hot = mistake(&good);
+        // Where the model looked: the right half of the image.
+        hot.cam = Some(GradCam::new(1, 2, vec![0.0, 2.0]).unwrap());
+        let list = [mistake(&good), mistake(&dir.path().join("gone.jpg")), hot];
         let refs: Vec<&Mistake> = list.iter().collect();
         let (png, unreadable) = mistakes_grid(&refs, Path::new("m.png")).unwrap();
         assert_eq!(unreadable, 1);
         let img = image::load_from_memory(&png).unwrap().to_rgb8();
         assert_eq!(
             img.dimensions(),
-            (GAP + 2 * (THUMB + GAP), GAP + THUMB + CAPTION + GAP)
+            (GAP + 3 * (THUMB + GAP), GAP + THUMB + CAPTION + GAP)
         );
         // The green image is scaled to the cell's width, centred vertically.
         assert_eq!(img.get_pixel(GAP + 2, GAP + THUMB / 2).0, [0, 200, 0]);
         assert_eq!(img.get_pixel(GAP + 2, GAP + 2).0, [236, 236, 236]);
+        // The third has its map over it: red-tinted on the right, blue-tinted on the left,
+        // and the blank margins of the cell untouched.
+        let x0 = GAP + 2 * (THUMB + GAP);
+        let left = img.get_pixel(x0 + 2, GAP + THUMB / 2).0;
+        let right = img.get_pixel(x0 + THUMB - 3, GAP + THUMB / 2).0;
+        assert!(right[0] > 50 && right[2] < 5, "{right:?}");
+        assert!(left[2] > 50 && left[0] < 5, "{left:?}");
+        assert_eq!(img.get_pixel(x0 + 2, GAP + 2).0, [236, 236, 236]);
         // Captions are drawn in red under the cells.
         let red = (0..img.width())
             .flat_map(|x| (GAP + THUMB..img.height()).map(move |y| (x, y)))

@@ -1,5 +1,6 @@
 //! Reading what the stages left in the artifacts folder: each method's model metadata,
-//! history, metrics and evaluations, the bottleneck features' metadata and the k-fold results.
+//! history, metrics and evaluations, the bottleneck features' metadata, the k-fold results
+//! and the audit of the photos.
 //!
 //! A file that is absent is a stage not run yet (noted, not an error); a file that is present
 //! but unreadable is an error naming it. A calibration fitted for another model file is kept
@@ -202,6 +203,8 @@ pub struct Gathered {
     pub features: Vec<FeaturesInfo>,
     /// `top/kfold.json`, when k-fold cross-validation was run.
     pub kfold: Option<(PathBuf, KFoldReport)>,
+    /// `audit/audit.json`, when the photos were audited.
+    pub audit: Option<crate::audit::AuditInfo>,
 }
 
 impl Gathered {
@@ -228,7 +231,8 @@ pub fn read_json<T: DeserializeOwned>(path: &Path, what: &'static str) -> Result
         })
 }
 
-/// Reads everything the report uses from `artifacts`.
+/// Reads everything the report uses from `artifacts` (`audit/audit.json` with
+/// [`crate::audit::read`]).
 pub fn gather(artifacts: &Path) -> Result<Gathered> {
     let methods = Method::ALL
         .iter()
@@ -255,6 +259,7 @@ pub fn gather(artifacts: &Path) -> Result<Gathered> {
         methods,
         features,
         kfold,
+        audit: crate::audit::read(artifacts)?,
     })
 }
 

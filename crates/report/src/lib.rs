@@ -3,15 +3,20 @@
 //! [`build_report`] reads what the stages left under `[data] artifacts` ([`gather`]): each
 //! method's model metadata (spec, provenance), `history.json`, `metrics.json` and the
 //! `classify evaluate --json` results in `<stage>/evaluation/{validation,test}.json`, the
-//! bottleneck features' metadata, `top/kfold.json` and each model's `calibration.safetensors`
-//! (`classify calibrate`). It writes `<artifacts>/report/`:
+//! bottleneck features' metadata, `top/kfold.json`, each model's `calibration.safetensors`
+//! (`classify calibrate`) and `audit/audit.json` (`audit`). It writes `<artifacts>/report/`:
 //!
 //! - `report.md`: a results table with the post's published figures beside ours, the
 //!   training curves, the k-fold estimate, confusion matrices, the validation images each
 //!   model got wrong, each model's calibration (temperature, ECE and NLL before and after),
-//!   and provenance (pipeline file, weights and data digests, commit, machine);
-//! - `curves.png`, `mistakes_<method>.png` and `calibration_<method>.png` (a reliability
-//!   diagram), the pictures `report.md` shows;
+//!   "Know your photos" (what the audit found in the photos, the accuracy without the photos
+//!   leaking from train, the command that rebuilds the split without the flagged ones, and
+//!   the learning curve; see [`audit`]), and provenance (pipeline file, weights and data
+//!   digests, the audit's digest, commit, machine);
+//! - `curves.png`, `mistakes_<method>.png`, `calibration_<method>.png` (a reliability
+//!   diagram), the audit's grids (`audit_label_issues.png`, `audit_leakage.png`,
+//!   `audit_duplicates.png`, `audit_strays.png`) and `learning_curve.png`, the pictures
+//!   `report.md` shows;
 //! - `report.html`: the same page, self-contained (pictures as `data:` URIs, style inline).
 //!
 //! Stages not run yet are listed with the command that runs them; files that exist but cannot
@@ -19,9 +24,11 @@
 
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod error;
 pub mod figures;
 pub mod gather;
+pub mod grid;
 pub mod html;
 pub mod machine;
 pub mod markdown;
@@ -175,6 +182,10 @@ pub fn build_report(
         images.insert(file, png);
     }
 
+    if let Some(audit) = &gathered.audit {
+        figs.audit = audit::figures::draw(audit, &pipeline.data.dir, &dir, &mut images)?;
+    }
+
     let md = markdown::render(&gathered, &figs, &ctx);
     let page = html::render("littledata: the three methods compared", &md, &images);
     let mut written = Vec::new();
@@ -187,6 +198,7 @@ pub fn build_report(
     let stale = std::iter::once(CURVES_FILE.to_string())
         .chain(Method::ALL.iter().map(|&m| mistakes_file(m)))
         .chain(Method::ALL.iter().map(|&m| calibration_file(m)))
+        .chain(audit::FILES.iter().map(|f| f.to_string()))
         .filter(|name| !images.contains_key(name));
     for name in stale {
         let path = dir.join(name);

@@ -8,8 +8,8 @@ use report::{CalibrationState, MethodState, ReportOptions};
 
 /// Compares the post's three methods from the artifacts alone: results beside the post's
 /// figures, training curves, k-fold estimate, confusion matrices, the images each model got
-/// wrong, each model's calibration (reliability diagrams), and provenance. Cheap: nothing is
-/// trained or evaluated.
+/// wrong, each model's calibration (reliability diagrams), what the audit found in the photos
+/// (`just audit`), and provenance. Cheap: nothing is trained or evaluated.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -77,6 +77,27 @@ fn run() -> Result<()> {
                 }
             }
         }
+    }
+    match &out.gathered.audit {
+        Some(a) => {
+            let c = report::audit::section::Counts::of(&a.report);
+            println!(
+                "audit: {} label issues, {} leaking photos, {} duplicates, {} strays above the \
+                 fence ({})",
+                c.label_issues,
+                c.leakage,
+                c.duplicates,
+                c.strays,
+                a.path.display()
+            );
+            for note in &a.notes {
+                println!("  note: {note}");
+            }
+        }
+        None => println!(
+            "audit: not run yet: `{}` finds likely wrong labels, copies, leakage and strays",
+            report::audit::AUDIT_COMMAND
+        ),
     }
     println!("wrote {}", out.markdown.display());
     println!("{}", out.html.display());

@@ -52,6 +52,8 @@ pub struct Figures {
     pub mistakes: BTreeMap<Method, MistakesFigure>,
     /// Each calibrated method's reliability diagram.
     pub calibration: BTreeMap<Method, String>,
+    /// The "Know your photos" section's grids and learning curve.
+    pub audit: crate::audit::figures::AuditFigures,
 }
 
 /// The report as Markdown.
@@ -75,6 +77,7 @@ pub fn render(g: &Gathered, figures: &Figures, ctx: &Context) -> String {
     confusion_section(&mut s, g);
     mistakes_section(&mut s, g, figures, ctx);
     calibration_section(&mut s, g, figures, ctx);
+    crate::audit::section::render(&mut s, g.audit.as_ref(), &figures.audit, ctx);
     provenance_section(&mut s, g, ctx);
     s
 }
@@ -132,7 +135,7 @@ fn missing_section(s: &mut String, g: &Gathered) {
 }
 
 /// `0.8125`.
-fn figure(v: f64) -> String {
+pub(crate) fn figure(v: f64) -> String {
     format!("{v:.4}")
 }
 
@@ -723,6 +726,19 @@ fn provenance_section(s: &mut String, g: &Gathered, ctx: &Context) {
         };
         table_row(s, &[kind.into(), cell]);
     }
+    if let Some(a) = &g.audit {
+        table_row(
+            s,
+            &[
+                "audit of the photos".into(),
+                format!(
+                    "{}, sha256 {}",
+                    code_cell(&relative(&g.artifacts, &a.path)),
+                    code_cell(&a.sha256)
+                ),
+            ],
+        );
+    }
     table_row(s, &["commit".into(), code_cell(&ctx.commit)]);
     table_row(s, &["machine".into(), esc(&ctx.machine.describe())]);
     table_row(
@@ -813,8 +829,12 @@ fn provenance_section(s: &mut String, g: &Gathered, ctx: &Context) {
             ),
         }
     }
-    if let Some((path, k)) = &g.kfold {
-        let p = &k.provenance;
+    let stored = g
+        .kfold
+        .iter()
+        .map(|(path, k)| (path, &k.provenance))
+        .chain(g.audit.iter().map(|a| (&a.path, &a.report.provenance)));
+    for (path, p) in stored {
         table_row(
             s,
             &[
@@ -834,7 +854,7 @@ fn provenance_section(s: &mut String, g: &Gathered, ctx: &Context) {
 }
 
 /// `path` relative to `root` with `/` separators, or as it is when outside it.
-fn relative(root: &Path, path: &Path) -> String {
+pub(crate) fn relative(root: &Path, path: &Path) -> String {
     path.strip_prefix(root)
         .map(|p| {
             p.components()
@@ -854,7 +874,7 @@ fn to_seconds(time: &str) -> String {
 }
 
 /// The first 12 characters of a digest.
-fn short(digest: &str) -> &str {
+pub(crate) fn short(digest: &str) -> &str {
     digest.get(..12).unwrap_or(digest)
 }
 
@@ -875,12 +895,12 @@ pub fn duration(seconds: f64) -> String {
     }
 }
 
-fn table_header(s: &mut String, cells: &[&str]) {
+pub(crate) fn table_header(s: &mut String, cells: &[&str]) {
     let _ = writeln!(s, "| {} |", cells.join(" | "));
     let _ = writeln!(s, "|{}", "---|".repeat(cells.len()));
 }
 
-fn table_row(s: &mut String, cells: &[String]) {
+pub(crate) fn table_row(s: &mut String, cells: &[String]) {
     let cells: Vec<&str> = cells
         .iter()
         .map(|c| if c.is_empty() { " " } else { c.as_str() })

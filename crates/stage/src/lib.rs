@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod calibration;
 mod classes;
 mod cli;

@@ -38,6 +38,11 @@ pub struct Mistake {
     pub predicted: String,
     /// The predicted class's probability.
     pub probability: f32,
+    /// Where the model looked: the Grad-CAM of the predicted class at the resolution of the
+    /// network's last feature map (`classify evaluate` records it when the model can be
+    /// explained: a top or fine-tuned model on VGG16 or EfficientNet-Lite0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cam: Option<models::GradCam>,
 }
 
 /// The result of [`evaluate`], as printed and as written by `--json`.
@@ -228,6 +233,18 @@ pub struct EvalProvenance {
     pub calibration: Option<String>,
     /// The version of `classify` that evaluated.
     pub version: String,
+    /// What the report holds: 2 since each mistake records its Grad-CAM; files written
+    /// before say nothing and read as 1, and are evaluated again.
+    #[serde(default = "legacy_eval_format")]
+    pub format: u32,
+}
+
+/// The [`EvalProvenance::format`] this version writes.
+const EVAL_FORMAT: u32 = 2;
+
+/// The format of an evaluation file that records none.
+fn legacy_eval_format() -> u32 {
+    1
 }
 
 impl EvalProvenance {
@@ -246,6 +263,7 @@ impl EvalProvenance {
             tta,
             calibration,
             version: env!("CARGO_PKG_VERSION").into(),
+            format: EVAL_FORMAT,
         })
     }
 
@@ -266,6 +284,12 @@ impl EvalProvenance {
                 (_, None) => "it was evaluated with a calibration the model no longer has".into(),
                 _ => "the model's calibration changed".into(),
             })
+        } else if self.format != stored.format {
+            Some(format!(
+                "it holds evaluation format {}, this version writes {} (mistakes record where \
+                 the model looked)",
+                stored.format, self.format
+            ))
         } else if self.version != stored.version {
             Some(format!(
                 "it was evaluated by version {}, this is {}",
