@@ -119,11 +119,11 @@ fn run() -> Result<()> {
     let pipeline = cli.config.load()?;
     let (report, up_to_date) = run_audit(&pipeline, &AuditOptions { force: cli.force })?;
     let path = pipeline.layout().audit_report();
+    // The last line says what happened (scripts/chain.sh reads it).
+    print!("{}", summary(&report, cli.show));
     if up_to_date {
         println!("audit: up to date ({}); --force to redo it", path.display());
-    }
-    print!("{}", summary(&report, cli.show));
-    if !up_to_date {
+    } else {
         println!("wrote {} in {:.1} s", path.display(), report.seconds);
     }
     Ok(())

@@ -82,8 +82,8 @@ fn run() -> Result<()> {
         Some(a) => {
             let c = report::audit::section::Counts::of(&a.report);
             println!(
-                "audit: {} label issues, {} leaking photos, {} duplicates, {} strays above the \
-                 fence ({})",
+                "audit: label issues {}, leaking photos {}, duplicates {}, strays above the \
+                 fence {} ({})",
                 c.label_issues,
                 c.leakage,
                 c.duplicates,
