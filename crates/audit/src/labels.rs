@@ -1,106 +1,6 @@
-//! Out-of-fold class probabilities from a linear probe on the cached features, and confident
-//! learning (Northcutt et al., 2021) on them: per-class thresholds, the confident joint, and
-//! the photos in its off-diagonal, ranked.
-
-use engine::linear::{LinearFit, LinearProbe, Rows, log_loss};
-use rayon::prelude::*;
-use stage::{Result, StageError};
-
-/// Fits a probe with `l2` on every fold's complement and returns the held-out probabilities of
-/// every row (`rows.len() × classes`), each from the fold that did not see it.
-pub fn out_of_fold(
-    rows: &Rows,
-    labels: &[u32],
-    classes: usize,
-    folds: &[Vec<usize>],
-    l2: f64,
-) -> Result<Vec<f32>> {
-    let parts: Vec<(Vec<usize>, Vec<f32>)> = folds
-        .par_iter()
-        .map(|held| {
-            let fit_rows = complement(rows.len(), held);
-            let fit_labels: Vec<u32> = fit_rows.iter().map(|&i| labels[i]).collect();
-            let probe = LinearProbe::fit(
-                &rows.select(&fit_rows),
-                &fit_labels,
-                classes,
-                LinearFit::new(l2),
-                None,
-            )?;
-            Ok((held.clone(), probe.probabilities(&rows.select(held))?))
-        })
-        .collect::<engine::Result<_>>()?;
-    let mut probs = vec![0f32; rows.len() * classes];
-    for (held, p) in parts {
-        for (&i, row) in held.iter().zip(p.chunks(classes)) {
-            probs[i * classes..(i + 1) * classes].copy_from_slice(row);
-        }
-    }
-    Ok(probs)
-}
-
-/// The indices of `0..n` not in the sorted list `held`.
-fn complement(n: usize, held: &[usize]) -> Vec<usize> {
-    let mut out = Vec::with_capacity(n - held.len());
-    let mut h = held.iter().peekable();
-    for i in 0..n {
-        if h.peek() == Some(&&i) {
-            h.next();
-        } else {
-            out.push(i);
-        }
-    }
-    out
-}
-
-/// The penalty of `candidates` with the lowest mean held-out log-loss over `folds` (ties: the
-/// larger penalty), and every candidate's loss. Each fold walks the penalties from the largest
-/// down, warm-starting each fit from the previous one.
-pub fn choose_l2(
-    rows: &Rows,
-    labels: &[u32],
-    classes: usize,
-    folds: &[Vec<usize>],
-    candidates: &[f64],
-) -> Result<(f64, Vec<(f64, f64)>)> {
-    let mut path: Vec<f64> = candidates.to_vec();
-    path.sort_by(|a, b| b.total_cmp(a));
-    path.dedup();
-    let per_fold: Vec<Vec<f64>> = folds
-        .par_iter()
-        .map(|held| {
-            let fit_rows = complement(rows.len(), held);
-            let fit_labels: Vec<u32> = fit_rows.iter().map(|&i| labels[i]).collect();
-            let held_labels: Vec<u32> = held.iter().map(|&i| labels[i]).collect();
-            let (x, hx) = (rows.select(&fit_rows), rows.select(held));
-            let mut warm: Option<LinearProbe> = None;
-            let mut losses = Vec::with_capacity(path.len());
-            for &l2 in &path {
-                let probe =
-                    LinearProbe::fit(&x, &fit_labels, classes, LinearFit::new(l2), warm.as_ref())?;
-                losses.push(log_loss(&probe.probabilities(&hx)?, &held_labels, classes));
-                warm = Some(probe);
-            }
-            Ok(losses)
-        })
-        .collect::<engine::Result<_>>()?;
-    let table: Vec<(f64, f64)> = path
-        .iter()
-        .enumerate()
-        .map(|(j, &l2)| {
-            let mean = per_fold.iter().map(|l| l[j]).sum::<f64>() / per_fold.len() as f64;
-            (l2, mean)
-        })
-        .collect();
-    let best = table
-        .iter()
-        .fold(None::<(f64, f64)>, |best, &(l2, loss)| match best {
-            Some((_, b)) if b <= loss => best,
-            _ => Some((l2, loss)),
-        })
-        .ok_or_else(|| StageError::Settings("audit.l2 lists no penalty".into()))?;
-    Ok((best.0, table))
-}
+//! Confident learning (Northcutt et al., 2021) on out-of-fold class probabilities
+//! ([`engine::linear::out_of_fold`]): per-class thresholds, the confident joint, and the
+//! photos in its off-diagonal, ranked.
 
 /// What confident learning found.
 #[derive(Debug, Clone, PartialEq)]
@@ -193,11 +93,5 @@ mod tests {
         let total: usize = cl.joint.iter().flatten().sum();
         assert!(total <= 6);
         assert_eq!(cl.joint[0][0], 2);
-    }
-
-    #[test]
-    fn complement_skips_the_held_rows() {
-        assert_eq!(complement(6, &[1, 4]), vec![0, 2, 3, 5]);
-        assert_eq!(complement(3, &[]), vec![0, 1, 2]);
     }
 }

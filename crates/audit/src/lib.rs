@@ -1,9 +1,9 @@
 //! Know your photos: the `audit` stage reads the cached bottleneck features of train and
 //! validation (pooled to one vector per photo where the backbone caches maps) and finds
 //!
-//! - **label issues**: out-of-fold probabilities of a linear probe ([`engine::linear`]; its L2
-//!   penalty chosen by k-fold log-loss on the train split), then confident learning
-//!   ([`labels`]);
+//! - **label issues**: out-of-fold probabilities of a linear probe
+//!   ([`engine::linear::out_of_fold`]; its L2 penalty chosen by k-fold log-loss on the train
+//!   split, [`engine::linear::choose_l2`]), then confident learning ([`labels`]);
 //! - **duplicates and leakage**: identical files by content digest and near copies by cosine
 //!   similarity ([`neighbours`]), within a split and from train into validation, with every
 //!   evaluated model's validation accuracy recomputed without the leaking photos;
@@ -167,6 +167,13 @@ pub fn run_audit(pipeline: &Pipeline, options: &AuditOptions) -> Result<(AuditRe
         }
     };
     drop((train, validation));
+    let mut parts = BTreeMap::new();
+    let mut lap = Instant::now();
+    let mut part = |name: &str| {
+        parts.insert(name.to_string(), lap.elapsed().as_secs_f64());
+        lap = Instant::now();
+    };
+    part("load");
     let k = classes.len();
     let a = &pipeline.audit;
     let seed = pipeline.data.seed;
@@ -176,9 +183,10 @@ pub fn run_audit(pipeline: &Pipeline, options: &AuditOptions) -> Result<(AuditRe
     let train_x = photos.rows.select(&train_rows);
     let train_labels = &photos.labels[..photos.train];
     let train_folds = train_top::stratified_folds(train_labels, a.folds, seed)?;
-    let (l2, _) = labels::choose_l2(&train_x, train_labels, k, &train_folds, &a.l2)?;
+    let (l2, _) = engine::linear::choose_l2(&train_x, train_labels, k, &train_folds, &a.l2)?;
+    part("l2");
     let all_folds = train_top::stratified_folds(&photos.labels, a.folds, seed)?;
-    let oof = labels::out_of_fold(&photos.rows, &photos.labels, k, &all_folds, l2)?;
+    let oof = engine::linear::out_of_fold(&photos.rows, &photos.labels, k, &all_folds, l2)?;
     let oof_accuracy = oof
         .chunks(k)
         .zip(&photos.labels)
@@ -186,6 +194,7 @@ pub fn run_audit(pipeline: &Pipeline, options: &AuditOptions) -> Result<(AuditRe
         .count() as f64
         / photos.labels.len() as f64;
     let cl = labels::confident_learning(&oof, &photos.labels, k);
+    part("out_of_fold");
     let issues: Vec<Flagged> = cl
         .issues
         .iter()
@@ -204,6 +213,7 @@ pub fn run_audit(pipeline: &Pipeline, options: &AuditOptions) -> Result<(AuditRe
     // Copies, leakage and strays.
     let paths: Vec<&Path> = photos.refs.iter().map(|r| r.path.as_path()).collect();
     let prints = fingerprint::fingerprints(&paths)?;
+    part("fingerprints");
     let exact_groups = {
         let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
         for p in &prints {
@@ -216,6 +226,7 @@ pub fn run_audit(pipeline: &Pipeline, options: &AuditOptions) -> Result<(AuditRe
         hash_bits: a.near_hash_bits,
     };
     let near = neighbours::scan(&photos.rows, &prints, rule, a.neighbours)?;
+    part("neighbours");
     let mut copies: BTreeMap<(usize, FlagKind), Flagged> = BTreeMap::new();
     for pair in &near.pairs {
         let (i, j) = (pair.i, pair.j);
@@ -305,6 +316,7 @@ pub fn run_audit(pipeline: &Pipeline, options: &AuditOptions) -> Result<(AuditRe
         seed,
     )?;
     let power_law = curve::power_law(&points, validation_rows.len());
+    part("curve");
 
     let mut flagged: Vec<Flagged> = issues.clone();
     flagged.extend(found.iter().cloned());
@@ -349,6 +361,7 @@ pub fn run_audit(pipeline: &Pipeline, options: &AuditOptions) -> Result<(AuditRe
             power_law,
         },
         seconds: started.elapsed().as_secs_f64(),
+        part_seconds: parts,
         provenance: stored,
     };
     stage::write_json(&path, &report)?;

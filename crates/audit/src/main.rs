@@ -124,7 +124,17 @@ fn run() -> Result<()> {
     if up_to_date {
         println!("audit: up to date ({}); --force to redo it", path.display());
     } else {
-        println!("wrote {} in {:.1} s", path.display(), report.seconds);
+        let parts: Vec<String> = report
+            .part_seconds
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.1}"))
+            .collect();
+        println!(
+            "wrote {} in {:.1} s ({})",
+            path.display(),
+            report.seconds,
+            parts.join(", ")
+        );
     }
     Ok(())
 }

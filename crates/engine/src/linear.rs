@@ -9,6 +9,7 @@ use argmin::core::{CostFunction, Executor, Gradient, State};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
@@ -395,6 +396,102 @@ pub fn log_loss(probs: &[f32], labels: &[u32], classes: usize) -> f64 {
     total / labels.len().max(1) as f64
 }
 
+/// Fits a probe with `l2` on every fold's complement and returns the held-out probabilities of
+/// every row (`rows.len() × classes`), each from the fold that did not see it.
+pub fn out_of_fold(
+    rows: &Rows,
+    labels: &[u32],
+    classes: usize,
+    folds: &[Vec<usize>],
+    l2: f64,
+) -> Result<Vec<f32>> {
+    let parts: Vec<(Vec<usize>, Vec<f32>)> = folds
+        .par_iter()
+        .map(|held| {
+            let fit_rows = complement(rows.len(), held);
+            let fit_labels: Vec<u32> = fit_rows.iter().map(|&i| labels[i]).collect();
+            let probe = LinearProbe::fit(
+                &rows.select(&fit_rows),
+                &fit_labels,
+                classes,
+                LinearFit::new(l2),
+                None,
+            )?;
+            Ok((held.clone(), probe.probabilities(&rows.select(held))?))
+        })
+        .collect::<Result<_>>()?;
+    let mut probs = vec![0f32; rows.len() * classes];
+    for (held, p) in parts {
+        for (&i, row) in held.iter().zip(p.chunks(classes)) {
+            probs[i * classes..(i + 1) * classes].copy_from_slice(row);
+        }
+    }
+    Ok(probs)
+}
+
+/// The indices of `0..n` not in the sorted list `held`.
+fn complement(n: usize, held: &[usize]) -> Vec<usize> {
+    let mut out = Vec::with_capacity(n - held.len());
+    let mut h = held.iter().peekable();
+    for i in 0..n {
+        if h.peek() == Some(&&i) {
+            h.next();
+        } else {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// The penalty of `candidates` with the lowest mean held-out log-loss over `folds` (ties: the
+/// larger penalty), and every candidate's loss. Each fold walks the penalties from the largest
+/// down, warm-starting each fit from the previous one.
+pub fn choose_l2(
+    rows: &Rows,
+    labels: &[u32],
+    classes: usize,
+    folds: &[Vec<usize>],
+    candidates: &[f64],
+) -> Result<(f64, Vec<(f64, f64)>)> {
+    let mut path: Vec<f64> = candidates.to_vec();
+    path.sort_by(|a, b| b.total_cmp(a));
+    path.dedup();
+    let per_fold: Vec<Vec<f64>> = folds
+        .par_iter()
+        .map(|held| {
+            let fit_rows = complement(rows.len(), held);
+            let fit_labels: Vec<u32> = fit_rows.iter().map(|&i| labels[i]).collect();
+            let held_labels: Vec<u32> = held.iter().map(|&i| labels[i]).collect();
+            let (x, hx) = (rows.select(&fit_rows), rows.select(held));
+            let mut warm: Option<LinearProbe> = None;
+            let mut losses = Vec::with_capacity(path.len());
+            for &l2 in &path {
+                let probe =
+                    LinearProbe::fit(&x, &fit_labels, classes, LinearFit::new(l2), warm.as_ref())?;
+                losses.push(log_loss(&probe.probabilities(&hx)?, &held_labels, classes));
+                warm = Some(probe);
+            }
+            Ok(losses)
+        })
+        .collect::<Result<_>>()?;
+    let table: Vec<(f64, f64)> = path
+        .iter()
+        .enumerate()
+        .map(|(j, &l2)| {
+            let mean = per_fold.iter().map(|l| l[j]).sum::<f64>() / per_fold.len() as f64;
+            (l2, mean)
+        })
+        .collect();
+    let best = table
+        .iter()
+        .fold(None::<(f64, f64)>, |best, &(l2, loss)| match best {
+            Some((_, b)) if b <= loss => best,
+            _ => Some((l2, loss)),
+        })
+        .ok_or_else(|| probe_error("no L2 penalty to choose from".into()))?;
+    Ok((best.0, table))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,6 +574,35 @@ mod tests {
         // The same photos, the same fit.
         let again = LinearProbe::fit(&rows, &labels, 2, LinearFit::new(1e-3), None).unwrap();
         assert_eq!(again, weak);
+    }
+
+    #[test]
+    fn complement_skips_the_held_rows() {
+        assert_eq!(complement(6, &[1, 4]), vec![0, 2, 3, 5]);
+        assert_eq!(complement(3, &[]), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn out_of_fold_rows_come_from_the_fold_that_did_not_see_them() {
+        let (rows, labels) = blobs(40, 1.5, 5);
+        let folds: Vec<Vec<usize>> = (0..4).map(|f| (f..40).step_by(4).collect()).collect();
+        let (l2, table) = choose_l2(&rows, &labels, 2, &folds, &[1.0, 1e-2]).unwrap();
+        assert_eq!(table.len(), 2);
+        assert!(table.iter().any(|&(c, _)| c == l2));
+        let probs = out_of_fold(&rows, &labels, 2, &folds, l2).unwrap();
+        // Row 0 is held out by fold 0 only: its probabilities are fold 0's probe's.
+        let fit_rows = complement(40, &folds[0]);
+        let fit_labels: Vec<u32> = fit_rows.iter().map(|&i| labels[i]).collect();
+        let probe = LinearProbe::fit(
+            &rows.select(&fit_rows),
+            &fit_labels,
+            2,
+            LinearFit::new(l2),
+            None,
+        )
+        .unwrap();
+        let expected = probe.probabilities(&rows.select(&[0])).unwrap();
+        assert_eq!(&probs[..2], &expected[..]);
     }
 
     #[test]

@@ -253,6 +253,7 @@ fn audit(p: &Project) -> AuditReport {
             }),
         },
         seconds: 1.5,
+        part_seconds: Default::default(),
         provenance: StoredProvenance {
             stage: "audit".into(),
             config_digest: "c0".repeat(32),

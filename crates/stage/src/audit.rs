@@ -2,6 +2,7 @@
 //! photos leaking from train into validation, strays) and the learning curve, as the audit
 //! stage writes it and the report and `prep split --exclude` read it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -220,6 +221,9 @@ pub struct AuditReport {
     pub learning_curve: LearningCurve,
     /// Seconds the audit took.
     pub seconds: f64,
+    /// Seconds per part: `load`, `l2`, `out_of_fold`, `fingerprints`, `neighbours`, `curve`.
+    #[serde(default)]
+    pub part_seconds: BTreeMap<String, f64>,
     /// What the audit was computed from.
     pub provenance: StoredProvenance,
 }
