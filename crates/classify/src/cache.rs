@@ -1,14 +1,17 @@
 //! `classify evaluate --json FILE` as a cached step: the file records what the evaluation was
 //! computed from ([`EvalProvenance`]), and a rerun with the same model file, data and options
 //! reads the stored report back instead of loading the model and classifying every image.
+//! When the evaluation reads cached features ([`crate::reuse`]), their digest is part of its
+//! provenance: a stored report is reused only while the same features file is there.
 
 use std::path::Path;
 
 use stage::{EvalProvenance, EvalReport};
 
 use crate::error::Result;
-use crate::eval::{EvalOptions, evaluate};
+use crate::eval::{EvalOptions, evaluate_planned};
 use crate::model::{LoadedModel, model_file};
+use crate::reuse;
 
 /// What `json` holds.
 enum Stored {
@@ -99,7 +102,17 @@ pub fn evaluate_cached(
     } else {
         None
     };
-    let expected = EvalProvenance::compute(sha256, data, options.tta, calibration)?;
+    let mut expected = EvalProvenance::compute(sha256, data, options.tta, calibration)?;
+    // Which features the evaluation would read is part of what it is computed from (see
+    // `EvalProvenance::features`).
+    let plan = reuse::plan_for_file(
+        &file,
+        data,
+        &expected.data_digest,
+        options.tta,
+        &options.features,
+    );
+    expected.features = plan.digest().map(str::to_string);
     let reason = if force {
         Some("--force".to_string())
     } else {
@@ -110,7 +123,7 @@ pub fn evaluate_cached(
         }
     };
     let loaded = load(&file)?;
-    let mut report = evaluate(&loaded, data, options)?;
+    let mut report = evaluate_planned(&loaded, data, options, &plan)?;
     let mut provenance = expected;
     // What was applied, as the loaded model found it (the same file unless it changed since).
     provenance.calibration = match (&loaded.calibration, report.temperature) {

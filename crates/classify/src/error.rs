@@ -75,6 +75,16 @@ pub enum ClassifyError {
     /// A tensor operation failed.
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
+
+    /// Cached features that matched the model and the folder could not be read.
+    #[error(transparent)]
+    Features(Box<features::FeaturesError>),
+}
+
+impl From<features::FeaturesError> for ClassifyError {
+    fn from(e: features::FeaturesError) -> Self {
+        Self::Features(Box::new(e))
+    }
 }
 
 impl From<imagedata::DataError> for ClassifyError {

@@ -3,14 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
-use engine::{BatchIter, BatchSource, Evaluation, FlowSource};
+use candle_core::Tensor;
+use engine::{BatchIter, BatchSource, Evaluation, FlowSource, TensorSource};
 use imagedata::{ClassMode, DirectoryOptions, FlowOptions, ImageDataGenerator, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
+use models::{BackboneKind, GradCam, Head, Model, Network};
 use stage::{EvalReport, Mistake, class_scores};
 
 use crate::error::{ClassifyError, Result};
 use crate::model::{LoadedModel, Tempered};
-use models::Network;
+use crate::reuse::{self, CachedRows, FeatureLookup, FeaturePlan};
 
 /// The smallest probability the test-time-augmented loss takes the logarithm of (Keras'
 /// `epsilon`), so that a confidently wrong prediction gives a large, finite loss.
@@ -27,6 +29,9 @@ pub struct EvalOptions {
     pub progress: bool,
     /// Apply the model's calibration (its temperature), when it has one.
     pub calibrated: bool,
+    /// Where to look for cached backbone outputs of the folder's images, read instead of
+    /// running the backbone again when they match (see [`crate::reuse`]).
+    pub features: FeatureLookup,
 }
 
 impl Default for EvalOptions {
@@ -36,6 +41,7 @@ impl Default for EvalOptions {
             tta: false,
             progress: true,
             calibrated: true,
+            features: FeatureLookup::default(),
         }
     }
 }
@@ -68,7 +74,7 @@ pub fn check_classes(data: &Path, model: &LoadedModel) -> Result<()> {
 
 /// A batch source that advances a progress bar by each batch's size.
 pub(crate) struct Counted<'a> {
-    pub(crate) inner: &'a mut FlowSource,
+    pub(crate) inner: &'a mut dyn BatchSource,
     pub(crate) bar: &'a ProgressBar,
 }
 
@@ -192,42 +198,157 @@ pub(crate) fn labelled_source(
 /// Evaluates `model` on the labelled folder `data` (one subfolder per class, the model's
 /// classes exactly), resizing and preprocessing the images as the artifact records.
 ///
+/// When features cached for these very images match the model (its backbone, weights, input
+/// size, resize filter and preprocessing; looked for as `options.features` says, see
+/// [`crate::reuse`]), they are read instead and only the network after them runs: the same
+/// predictions, and probabilities and loss equal within float rounding.
+/// [`EvalReport::features`] says which it was.
+///
 /// An image that cannot be decoded is an error naming it: scores over a silently smaller set
 /// would not be comparable.
 pub fn evaluate(model: &LoadedModel, data: &Path, options: &EvalOptions) -> Result<EvalReport> {
-    let (mut source, paths) = labelled_source(model, data, options)?;
-    let running = bar(options.progress, source.num_samples(), "classifying");
+    let plan = reuse::plan(
+        &model.path,
+        &model.spec,
+        model.interpolation,
+        data,
+        None,
+        options.tta,
+        &options.features,
+    );
+    evaluate_planned(model, data, options, &plan)
+}
+
+/// The network after the cached part of `model`: the top model on the backbone's features,
+/// or the fine-tuned tail and top on the frozen part's outputs.
+pub(crate) fn head_network(model: &LoadedModel) -> Result<&dyn Network> {
+    match &model.model {
+        Model::Pretrained(c) => Ok(match c.head() {
+            Head::Top(top) => top,
+            Head::Finetune(net) => net,
+        }),
+        Model::SmallCnn(_) => Err(ClassifyError::NotAModel {
+            path: model.path.clone(),
+            reason: "cached features stand for a pretrained backbone, and the small convnet \
+                     has none"
+                .into(),
+        }),
+    }
+}
+
+/// [`evaluate`] with the features already planned (`plan`).
+pub(crate) fn evaluate_planned(
+    model: &LoadedModel,
+    data: &Path,
+    options: &EvalOptions,
+    plan: &FeaturePlan,
+) -> Result<EvalReport> {
     let temperature = options
         .calibrated
         .then(|| model.applied_temperature())
         .flatten();
-    let network = Tempered::new(&model.model, temperature.unwrap_or(1.0));
-    let evaluation = {
-        let mut counted = Counted {
-            inner: &mut source,
-            bar: &running,
-        };
-        if options.tta {
-            evaluate_tta(model, &network, &mut counted)
-        } else {
-            engine::evaluate(&network, &mut counted).map_err(ClassifyError::from)
+    let (evaluation, paths, cached) = match plan {
+        FeaturePlan::Cached(header) => {
+            check_classes(data, model)?;
+            let rows = reuse::load(header, data, &model.device)?;
+            let network = Tempered::new(head_network(model)?, temperature.unwrap_or(1.0));
+            let mut source = TensorSource::new(
+                rows.x.clone(),
+                rows.labels.clone(),
+                options.batch_size.max(1),
+            )?;
+            let running = bar(options.progress, source.num_samples(), "classifying");
+            let evaluation = engine::evaluate(
+                &network,
+                &mut Counted {
+                    inner: &mut source,
+                    bar: &running,
+                },
+            );
+            running.finish_and_clear();
+            let paths = rows.paths.clone();
+            (evaluation?, paths, Some(rows))
+        }
+        FeaturePlan::Computed(_) => {
+            let (mut source, paths) = labelled_source(model, data, options)?;
+            let running = bar(options.progress, source.num_samples(), "classifying");
+            let network = Tempered::new(&model.model, temperature.unwrap_or(1.0));
+            let evaluation = {
+                let mut counted = Counted {
+                    inner: &mut source,
+                    bar: &running,
+                };
+                if options.tta {
+                    evaluate_tta(model, &network, &mut counted)
+                } else {
+                    engine::evaluate(&network, &mut counted).map_err(ClassifyError::from)
+                }
+            };
+            running.finish_and_clear();
+            (evaluation?, paths, None)
         }
     };
-    running.finish_and_clear();
-    let evaluation = evaluation?;
     let mut report = report(model, data, options.tta, &evaluation, &paths);
     report.temperature = temperature;
-    explain_mistakes(model, &mut report.mistakes, options)?;
+    report.features = Some(plan.source());
+    let rows: Vec<usize> = (0..evaluation.labels.len())
+        .filter(|&i| evaluation.labels[i] != evaluation.predicted[i])
+        .collect();
+    explain_mistakes(model, &mut report.mistakes, &rows, cached.as_ref(), options)?;
     Ok(report)
 }
 
-/// Records on each of `mistakes` the Grad-CAM of its predicted class, when the model can be
-/// explained (nothing otherwise): the images are read again, resized and preprocessed as for
-/// the evaluation, and explained a batch per predicted class. Only the mistakes are, so the
-/// cost stays a few dozen images'.
+/// Whether the top model of a backbone of `kind` sees its last feature map globally pooled
+/// (as `models::Classifier::grad_cam_tensors` does it: every backbone but VGG16).
+fn pools_feature_map(kind: BackboneKind) -> bool {
+    kind != BackboneKind::Vgg16
+}
+
+/// The Grad-CAM of `class` for the cached rows `rows` of `cached`, when the feature map it
+/// explains can be had from them: a top model on VGG16 (its features are the block-5 map),
+/// a fine-tuned model (its tail runs on the frozen part's outputs). `None` for a top model on
+/// pooled features, whose map was pooled away before caching.
+fn cams_from_cache(
+    model: &LoadedModel,
+    cached: &CachedRows,
+    rows: &[usize],
+    class: usize,
+) -> Result<Option<Vec<GradCam>>> {
+    let Model::Pretrained(classifier) = &model.model else {
+        return Ok(None);
+    };
+    let pool = pools_feature_map(classifier.backbone().kind());
+    let index = Tensor::new(
+        rows.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+        cached.x.device(),
+    )?;
+    let selected = cached.x.index_select(&index, 0)?;
+    let (map, top) = match classifier.head() {
+        Head::Top(_) if pool => return Ok(None),
+        Head::Top(top) => (selected, top),
+        Head::Finetune(net) => (net.tail().feature_map(&selected)?, net.top()),
+    };
+    let cams = models::gradcam::grad_cam_tensors(&map, class, |a| {
+        if pool {
+            top.forward_eval(&a.mean((2, 3))?)
+        } else {
+            top.forward_eval(a)
+        }
+    })?;
+    Ok(Some(cams.maps()?))
+}
+
+/// Records on each of `mistakes` (rows `rows` of the evaluation) the Grad-CAM of its
+/// predicted class, when the model can be explained (nothing otherwise), a batch per
+/// predicted class. The feature map comes from the `cached` rows when they hold it (see
+/// [`cams_from_cache`]); otherwise the mistakes' images are read again, resized and
+/// preprocessed as for the evaluation, and run through the network. Only the mistakes are,
+/// so the cost stays a few dozen images'.
 fn explain_mistakes(
     model: &LoadedModel,
     mistakes: &mut [Mistake],
+    rows: &[usize],
+    cached: Option<&CachedRows>,
     options: &EvalOptions,
 ) -> Result<()> {
     if mistakes.is_empty() || !model.model.supports_grad_cam() {
@@ -240,19 +361,35 @@ fn explain_mistakes(
             .filter(|&i| &mistakes[i].predicted == name)
             .collect();
         for chunk in indices.chunks(options.batch_size.max(1)) {
-            let images = chunk
-                .iter()
-                .map(|&i| {
-                    imagedata::load_resized(
-                        &mistakes[i].image,
-                        model.target_size(),
-                        model.interpolation,
-                        &imagedata::Limits::default(),
-                    )
-                })
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            let x = imagedata::images_to_tensor(&images, &model.spec.preprocessing, &model.device)?;
-            let cams = model.model.grad_cam(&x, class)?;
+            let from_cache = match cached {
+                Some(cached) => {
+                    let chunk_rows: Vec<usize> = chunk.iter().map(|&i| rows[i]).collect();
+                    cams_from_cache(model, cached, &chunk_rows, class)?
+                }
+                None => None,
+            };
+            let cams = match from_cache {
+                Some(cams) => cams,
+                None => {
+                    let images = chunk
+                        .iter()
+                        .map(|&i| {
+                            imagedata::load_resized(
+                                &mistakes[i].image,
+                                model.target_size(),
+                                model.interpolation,
+                                &imagedata::Limits::default(),
+                            )
+                        })
+                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                    let x = imagedata::images_to_tensor(
+                        &images,
+                        &model.spec.preprocessing,
+                        &model.device,
+                    )?;
+                    model.model.grad_cam(&x, class)?
+                }
+            };
             for (&i, cam) in chunk.iter().zip(cams) {
                 mistakes[i].cam = Some(cam);
             }
@@ -317,5 +454,6 @@ fn report(
         weighted_avg,
         mistakes,
         provenance: None,
+        features: None,
     }
 }

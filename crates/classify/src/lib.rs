@@ -23,8 +23,10 @@
 //! ```
 //!
 //! [`evaluate`] scores a model on a labelled folder (accuracy, loss, confusion matrix,
-//! per-class precision, recall and F1), and [`evaluate_cached`] does so unless the report it
-//! stored for the same model file, images and options is there to read back; [`predict`]
+//! per-class precision, recall and F1), reading the backbone's outputs from the features a
+//! stage cached for the same photos when they match the model ([`reuse`]), and
+//! [`evaluate_cached`] does so unless the report it stored for the same model file, images,
+//! options and features is there to read back; [`predict`]
 //! classifies files and folders; [`calibrate_cached`] fits the model's temperature on the
 //! validation split (stored beside it and applied from then on); [`serve`] puts the model
 //! behind HTTP with a page for people. Evaluation and prediction can average each image's
@@ -40,6 +42,7 @@ pub mod eval;
 pub mod explain;
 pub mod model;
 pub mod predict;
+pub mod reuse;
 pub mod serve;
 
 pub use cache::{Cached, evaluate_cached};
@@ -51,8 +54,11 @@ pub use explain::{Explanation, explain_format};
 pub use model::{AppliedCalibration, LoadedModel, Tempered, load_model, model_file, probabilities};
 pub use pipeline::layout::MODEL_FILE;
 pub use predict::{PredictOptions, PredictReport, Prediction, expand_inputs, predict};
+pub use reuse::{FeatureLookup, FeaturePlan};
 pub use serve::ServeOptions;
-pub use stage::{Calibration, ClassScores, EvalProvenance, EvalReport, Mistake, class_scores};
+pub use stage::{
+    Calibration, ClassScores, EvalProvenance, EvalReport, FeatureSource, Mistake, class_scores,
+};
 
 /// Writes `text` to `path` atomically (for `--json`).
 pub fn write_output(path: &std::path::Path, text: &str) -> Result<()> {

@@ -5,8 +5,8 @@ use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand};
 use classify::{
-    Cached, CalibrateOutcome, Classifier, ClassifierOptions, EvalOptions, EvalReport, LoadedModel,
-    PredictOptions, ServeOptions,
+    Cached, CalibrateOutcome, Classifier, ClassifierOptions, EvalOptions, EvalReport,
+    FeatureLookup, FeatureSource, LoadedModel, PredictOptions, ServeOptions,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use stage::DeviceArg;
@@ -43,6 +43,8 @@ enum Command {
         /// file, these images and these options.
         #[arg(long, requires = "json")]
         force: bool,
+        #[command(flatten)]
+        features: FeatureArgs,
     },
     /// The predicted class and its probability for each image. Folders are walked
     /// recursively for JPEG and PNG files. Images that cannot be read are listed at the end
@@ -84,6 +86,8 @@ enum Command {
         /// photos with this seed.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        features: FeatureArgs,
     },
     /// Serve the model over HTTP: `POST /predict` (the image as the body, or multipart file
     /// fields), `GET /` (a page to pick or drop a photo), `GET /model`, `GET /healthz`.
@@ -129,6 +133,43 @@ struct ModelArgs {
     /// Device: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: DeviceArg,
+}
+
+/// Where `evaluate` and `calibrate` look for the backbone's outputs already cached.
+#[derive(Debug, Args)]
+struct FeatureArgs {
+    /// Read the backbone's outputs from this features file when it holds them for these very
+    /// photos (same images by digest, same backbone and weights, same input size, resize
+    /// filter and preprocessing), instead of running the backbone. Unset: a top model looks
+    /// in `<model dir>/../bottleneck/{validation,train}.safetensors` (what `extract` caches),
+    /// a fine-tuned model in `<model dir>/validation_frozen.safetensors` (the fine-tuner's
+    /// cache of its frozen part); any other folder runs the network over the images.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_cached_features")]
+    features: Option<PathBuf>,
+    /// Always run the network over the images, even when cached features match.
+    #[arg(long)]
+    no_cached_features: bool,
+}
+
+impl FeatureArgs {
+    /// The lookup these flags ask for.
+    fn lookup(&self) -> FeatureLookup {
+        match (&self.features, self.no_cached_features) {
+            (_, true) => FeatureLookup::Off,
+            (Some(file), false) => FeatureLookup::File(file.clone()),
+            (None, false) => FeatureLookup::Beside,
+        }
+    }
+}
+
+/// Says on stderr where the backbone's outputs came from: the cached file, or (with a note)
+/// why cached features were not used.
+fn print_features(source: &FeatureSource) {
+    match source {
+        FeatureSource::Cached { .. } => eprintln!("{}", source.describe()),
+        FeatureSource::Computed { note: Some(note) } => eprintln!("note: {note}"),
+        FeatureSource::Computed { note: None } => {}
+    }
 }
 
 impl ModelArgs {
@@ -180,12 +221,13 @@ impl ModelArgs {
         Ok(Classifier::from_model(model, &options))
     }
 
-    fn eval_options(&self, progress: bool) -> EvalOptions {
+    fn eval_options(&self, progress: bool, features: &FeatureArgs) -> EvalOptions {
         EvalOptions {
             batch_size: self.batch_size as usize,
             tta: self.tta,
             progress,
             calibrated: !self.uncalibrated,
+            features: features.lookup(),
         }
     }
 }
@@ -253,18 +295,28 @@ fn run() -> Result<()> {
             data,
             json,
             force,
+            features,
         } => {
             let device = model.device.open()?;
-            let options = model.eval_options(progress);
+            let options = model.eval_options(progress, features);
             let Some(json) = json else {
                 let loaded = model.load(&model.model, &device)?;
-                print_report(data, &classify::evaluate(&loaded, data, &options)?);
+                let report = classify::evaluate(&loaded, data, &options)?;
+                if let Some(source) = &report.features {
+                    print_features(source);
+                }
+                print_report(data, &report);
                 return Ok(());
             };
             let outcome =
                 classify::evaluate_cached(&model.model, data, json, &options, *force, |file| {
                     model.load(file, &device)
                 })?;
+            if let Cached::Evaluated { report, .. } = &outcome
+                && let Some(source) = &report.features
+            {
+                print_features(source);
+            }
             print_report(data, outcome.report());
             match &outcome {
                 Cached::UpToDate(_) => println!("{}: up to date", json.display()),
@@ -296,9 +348,10 @@ fn run() -> Result<()> {
             data,
             seed,
             force,
+            features,
         } => {
             let device = model.device.open()?;
-            let options = model.eval_options(progress);
+            let options = model.eval_options(progress, features);
             let outcome =
                 classify::calibrate_cached(&model.model, data, *seed, &options, *force, |file| {
                     model.load(file, &device)
@@ -326,7 +379,10 @@ fn run() -> Result<()> {
             }
             match outcome {
                 CalibrateOutcome::UpToDate(_, path) => println!("{}: up to date", path.display()),
-                CalibrateOutcome::Calibrated(_, path) => println!("wrote {}", path.display()),
+                CalibrateOutcome::Calibrated(_, path, source) => {
+                    print_features(&source);
+                    println!("wrote {}", path.display())
+                }
             }
         }
         Command::Serve {

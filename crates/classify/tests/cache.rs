@@ -40,6 +40,7 @@ fn options(tta: bool) -> EvalOptions {
         tta,
         progress: false,
         calibrated: true,
+        ..EvalOptions::default()
     }
 }
 

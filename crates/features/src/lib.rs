@@ -12,6 +12,8 @@
 //! - [`reader`]: reading rows of a features file without loading all of it ([`RowReader`]).
 //! - [`load`]: loading features with the checks that keep a model from training on features
 //!   that do not belong together or no longer describe the data ([`FeaturePair`]).
+//! - [`matching`]: whether a features file stands for running the backbone over a folder
+//!   (what evaluation checks before reading cached features instead).
 //! - [`views`]: training on cached augmented views, one per image per epoch ([`ViewSource`]).
 //!
 //! Files (under `<data.artifacts>/bottleneck/`): `train.safetensors`,
@@ -26,6 +28,7 @@ pub mod cluster;
 pub mod error;
 pub mod extractor;
 pub mod load;
+pub mod matching;
 pub mod meta;
 pub mod reader;
 pub mod shard;

@@ -32,7 +32,7 @@ pub struct Header {
 }
 
 /// `text` without a leading `"<path>: "` (the errors of the crate's readers start with it).
-fn without_path(text: String, path: &Path) -> String {
+pub(crate) fn without_path(text: String, path: &Path) -> String {
     let prefix = format!("{}: ", path.display());
     text.strip_prefix(&prefix)
         .map(str::to_string)

@@ -28,8 +28,8 @@ pub use device::{DeviceArg, describe as describe_device};
 pub use error::{Result, StageError};
 pub use metrics::{FitSummary, Metrics, Timing, summarize};
 pub use reports::{
-    ClassScores, EvalProvenance, EvalReport, FoldResult, KFoldReport, Mistake, StoredProvenance,
-    class_scores,
+    ClassScores, EvalProvenance, EvalReport, FeatureSource, FoldResult, KFoldReport, Mistake,
+    StoredProvenance, class_scores,
 };
 pub use template::{
     Built, Plan, StageDir, StageOptions, StageOutcome, StageReport, Trainer, interrupted_message,

@@ -82,6 +82,55 @@ pub struct EvalReport {
     /// What the evaluation was computed from (recorded by [`crate::evaluate_cached`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<EvalProvenance>,
+    /// Where the backbone's outputs came from: run over the images, or read from the features
+    /// a stage cached for the same images (`None`: a report written before evaluations said).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<FeatureSource>,
+}
+
+/// Where an evaluation's backbone outputs came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum FeatureSource {
+    /// The images were run through the whole network.
+    Computed {
+        /// Why cached features were not used although some were found (test-time
+        /// augmentation, a file that does not match), when that is worth saying.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// The backbone's outputs (the top model's input, or the frozen part's for a fine-tuned
+    /// model) were read from a features file made from the same images with the same weights
+    /// and preprocessing; only the rest of the network ran.
+    Cached {
+        /// The features file.
+        path: PathBuf,
+        /// The stage that cached it (`extract`, `finetune`).
+        made_by: String,
+        /// Its digest (`features::features_digest`: it changes whenever the file is rewritten).
+        digest: String,
+    },
+}
+
+impl FeatureSource {
+    /// One line for people: `features from <path> (cached by extract)`, or that the network
+    /// ran over the images.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Cached { path, made_by, .. } => {
+                format!("features from {} (cached by {made_by})", path.display())
+            }
+            Self::Computed { .. } => "features computed: the network ran over the images".into(),
+        }
+    }
+
+    /// The cached file's digest (`None` when computed).
+    pub fn digest(&self) -> Option<&str> {
+        match self {
+            Self::Cached { digest, .. } => Some(digest),
+            Self::Computed { .. } => None,
+        }
+    }
 }
 
 /// Per-class precision, recall, F1 and support from a confusion matrix `m[true][predicted]`,
@@ -237,6 +286,18 @@ pub struct EvalProvenance {
     /// before say nothing and read as 1, and are evaluated again.
     #[serde(default = "legacy_eval_format")]
     pub format: u32,
+    /// The digest of the cached features the evaluation read instead of running the backbone
+    /// ([`FeatureSource::Cached`]); `None`: the network ran over the images.
+    ///
+    /// The model and data digests alone do not determine the features: they match the model's
+    /// backbone, weights, input size, resize filter and preprocessing and the folder's images,
+    /// but they may have been made by another build, on another instruction set or with
+    /// another batch size (the last bits differ), and `extract --force` rewrites them. So a
+    /// report read from features stays up to date only while the same file is there, and one
+    /// computed from the images is replaced once matching features are found (or the other
+    /// way round): a stored report is always what the evaluation would give now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<String>,
 }
 
 /// The [`EvalProvenance::format`] this version writes.
@@ -264,6 +325,7 @@ impl EvalProvenance {
             calibration,
             version: env!("CARGO_PKG_VERSION").into(),
             format: EVAL_FORMAT,
+            features: None,
         })
     }
 
@@ -283,6 +345,14 @@ impl EvalProvenance {
                 (None, _) => "it was evaluated uncalibrated; the model is calibrated now".into(),
                 (_, None) => "it was evaluated with a calibration the model no longer has".into(),
                 _ => "the model's calibration changed".into(),
+            })
+        } else if self.features != stored.features {
+            Some(match (&stored.features, &self.features) {
+                (None, _) => {
+                    "it was computed from the images; cached features match them now".into()
+                }
+                (_, None) => "it was read from cached features, which are not used now".into(),
+                _ => "the cached features it was read from changed".into(),
             })
         } else if self.format != stored.format {
             Some(format!(
