@@ -40,9 +40,9 @@ pub(crate) fn without_path(text: String, path: &Path) -> String {
 }
 
 impl Header {
-    /// Reads the header of features `file` at `path`, checking that it is a whole (not
-    /// sharded) features file of the right split written by `extract`.
-    pub fn read(path: &Path, file: FeatureFile) -> Result<Self> {
+    /// The description and raw metadata of the features file at `path`, refusing a missing
+    /// file and one that `extract` did not write (shared by every reader of headers).
+    pub(crate) fn read_extracted(path: &Path) -> Result<(FeatureMeta, Metadata)> {
         if !path.exists() {
             return Err(FeaturesError::Missing {
                 path: path.to_path_buf(),
@@ -55,9 +55,19 @@ impl Header {
         let (meta, raw) =
             FeatureMeta::read(path).map_err(|e| bad(without_path(e.to_string(), path)))?;
         match Provenance::from_metadata(&raw) {
-            Some(p) if p.stage == layout::stage::EXTRACT => {}
-            _ => return Err(bad("it has no provenance of the `extract` stage".into())),
+            Some(p) if p.stage == layout::stage::EXTRACT => Ok((meta, raw)),
+            _ => Err(bad("it has no provenance of the `extract` stage".into())),
         }
+    }
+
+    /// Reads the header of features `file` at `path`, checking that it is a whole (not
+    /// sharded) features file of the right split written by `extract`.
+    pub fn read(path: &Path, file: FeatureFile) -> Result<Self> {
+        let (meta, raw) = Self::read_extracted(path)?;
+        let bad = |reason: String| FeaturesError::Unusable {
+            path: path.to_path_buf(),
+            reason,
+        };
         if meta.split != file.split() {
             return Err(bad(format!(
                 "it holds the {} split, expected {}",

@@ -11,13 +11,12 @@
 
 use std::path::Path;
 
-use artifact::{Freshness, Provenance, check_fresh};
+use artifact::{Freshness, check_fresh};
 use imagedata::Split;
-use pipeline::layout;
 
 use crate::error::{FeaturesError, Result};
-use crate::load::{Header, features_digest, without_path};
-use crate::meta::{ExtractSettings, FeatureFile, FeatureMeta, features_provenance};
+use crate::load::{Header, features_digest};
+use crate::meta::{ExtractSettings, FeatureFile, features_provenance};
 
 /// The plain (not augmented) features file of `split`: `train` or `validation`.
 pub fn plain_file(split: Split) -> FeatureFile {
@@ -35,21 +34,11 @@ impl Header {
     /// Only the header is read: check what it holds with [`Header::settings_difference`] and
     /// [`Header::images_difference`], and its bytes with [`Header::verify`].
     pub fn read_plain(path: &Path) -> Result<Self> {
-        if !path.exists() {
-            return Err(FeaturesError::Missing {
-                path: path.to_path_buf(),
-            });
-        }
+        let (meta, raw) = Self::read_extracted(path)?;
         let bad = |reason: String| FeaturesError::Unusable {
             path: path.to_path_buf(),
             reason,
         };
-        let (meta, raw) =
-            FeatureMeta::read(path).map_err(|e| bad(without_path(e.to_string(), path)))?;
-        match Provenance::from_metadata(&raw) {
-            Some(p) if p.stage == layout::stage::EXTRACT => {}
-            _ => return Err(bad("it has no provenance of the `extract` stage".into())),
-        }
         if let Some(s) = meta.shard {
             return Err(bad(format!(
                 "it is shard {}/{} only; join the shards with `extract merge`",
@@ -187,7 +176,7 @@ fn short(digest: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::{FEATURES_FORMAT, FeaturePart, ShardMeta, ViewSettings};
+    use crate::meta::{FEATURES_FORMAT, FeatureMeta, FeaturePart, ShardMeta, ViewSettings};
     use candle_core::{Device, Tensor};
     use imagedata::{AugmentConfig, Interpolation, Preprocessing};
     use models::BackboneKind;
