@@ -5,7 +5,9 @@
 //!     [--skip-candle] [--skip-vgg] [--skip-small] [--layers]
 //! ```
 //!
-//! Prints the measured FMA peak, a per-layer table for the 13 VGG16 conv-base layers (GFLOP/s,
+//! Prints the CPU model and its SIMD flags, the instruction set the kernels use, a table of the
+//! algorithm the dispatch picks for every 3 × 3 layer of the three workloads (forward, input
+//! gradient, weight gradient), the measured FMA peak, a per-layer table for the 13 VGG16 conv-base layers (GFLOP/s,
 //! ours vs candle), images/s of the whole conv-base forward (13 convolutions + 5 max-pools,
 //! random weights), images/s of a training step of the small convnet of the Keras post
 //! (forward + backward of 3 conv/ReLU/pool blocks and the dense top), and images/s of a
@@ -202,6 +204,99 @@ fn finetune_step(x: &Tensor, y: &Tensor, params: &[Var], ours: bool) -> candle_c
     backward(&bce_with_logits(&logits, y)?, params)
 }
 
+/// Prints the CPU model and the SIMD flags the kernels care about (from `/proc/cpuinfo`), and
+/// whether `LITTLEDATA_KERNELS_ISA` lowered the instruction set.
+fn print_cpu() {
+    const FLAGS: [&str; 9] = [
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512vl",
+        "avx512dq",
+        "avx512bw",
+        "avx512_vnni",
+        "avx512_bf16",
+        "f16c",
+    ];
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    };
+    let flags = field("flags");
+    let have: Vec<&str> = FLAGS
+        .into_iter()
+        .filter(|f| flags.split_whitespace().any(|x| x == *f))
+        .collect();
+    println!("cpu: {}", field("model name"));
+    println!("cpu flags: {}", have.join(" "));
+    let available: Vec<&str> = kernels::Isa::available()
+        .into_iter()
+        .map(|i| i.name())
+        .collect();
+    let forced = std::env::var("LITTLEDATA_KERNELS_ISA").ok();
+    println!(
+        "kernels ISA: {} (CPU supports {}{})",
+        kernels::Isa::detect().name(),
+        available.join(", "),
+        forced.map_or(String::new(), |v| format!("; LITTLEDATA_KERNELS_ISA={v}"))
+    );
+}
+
+/// Prints the algorithm the dispatch picks, with the detected instruction set, for every 3 × 3
+/// convolution of the three workloads: forward, input gradient (the forward algorithm of the
+/// transposed problem) and weight gradient.
+fn print_dispatch(batch: usize, size: usize) {
+    let isa = kernels::Isa::detect();
+    let mut layers = Vec::new();
+    let mut s = size;
+    for (i, &(c, k, pool)) in VGG16.iter().enumerate() {
+        layers.push((format!("vgg16 conv{}", i + 1), c, k, s, 1));
+        if pool {
+            s /= 2;
+        }
+    }
+    let mut s = size;
+    for (i, (c, k)) in [(3, 32), (32, 32), (32, 64)].into_iter().enumerate() {
+        layers.push((format!("small conv{}", i + 1), c, k, s, 0));
+        s = (s - 2) / 2;
+    }
+    for i in 0..3 {
+        layers.push((format!("finetune conv5_{}", i + 1), 512, 512, size / 16, 1));
+    }
+    println!("dispatch on {} (batch {batch}):", isa.name());
+    println!(
+        "  {:<18} {:>5} {:>5} {:>5}  {:<12} {:<12} weight grad",
+        "layer", "in", "out", "size", "forward", "input grad"
+    );
+    for (name, c, k, s, pad) in layers {
+        let shape = kernels::ConvShape {
+            n: batch,
+            c,
+            h: s,
+            w: s,
+            o: k,
+            kh: 3,
+            kw: 3,
+            pad,
+        };
+        println!(
+            "  {:<18} {:>5} {:>5} {:>5}  {:<12} {:<12} {}",
+            name,
+            c,
+            k,
+            s,
+            kernels::Algorithm::choose_for(isa, &shape).name(),
+            kernels::Algorithm::choose_for(isa, &shape.transposed()).name(),
+            kernels::WeightGradAlgorithm::choose(&shape).name()
+        );
+    }
+    println!();
+}
+
 fn main() -> anyhow::Result<()> {
     let o = parse()?;
     let threads = rayon::current_num_threads();
@@ -215,6 +310,8 @@ fn main() -> anyhow::Result<()> {
         threads,
         kernels::Isa::detect().name()
     );
+    print_cpu();
+    print_dispatch(o.batch, o.size);
     let p1 = kernels::peak::peak_gflops(1, 0.5);
     let pn = kernels::peak::peak_gflops(threads, 0.5);
     println!(
@@ -243,7 +340,7 @@ fn main() -> anyhow::Result<()> {
     }
     if o.layers && o.vgg {
         println!(
-            "{:<6} {:>5} {:>5} {:>5} {:>10} {:>12} {:>12} {:>12} {:>8}",
+            "{:<6} {:>5} {:>5} {:>5} {:>12} {:>12} {:>12} {:>12} {:>8}",
             "layer",
             "in",
             "out",
@@ -279,12 +376,12 @@ fn main() -> anyhow::Result<()> {
                 f64::NAN
             };
             println!(
-                "conv{:<2} {:>5} {:>5} {:>5} {:>10} {:>12.1} {:>12.1} {:>12.1} {:>7.2}×",
+                "conv{:<2} {:>5} {:>5} {:>5} {:>12} {:>12.1} {:>12.1} {:>12.1} {:>7.2}×",
                 i + 1,
                 c,
                 k,
                 s,
-                format!("{:?}", kernels::Algorithm::choose(&shape)),
+                kernels::Algorithm::choose(&shape).name(),
                 ours * 1e3,
                 flop / ours / 1e9,
                 flop / theirs / 1e9,

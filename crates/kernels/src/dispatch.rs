@@ -18,12 +18,23 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// A short name for reports: `winograd F4`, `winograd F3` or `direct`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Direct => "direct",
+            Algorithm::Winograd => "winograd F4",
+            Algorithm::Winograd3 => "winograd F3",
+        }
+    }
+
     /// The algorithm the dispatch uses for `s` on this CPU.
     pub fn choose(s: &ConvShape) -> Algorithm {
         Self::choose_for(Isa::detect(), s)
     }
 
-    fn choose_for(isa: Isa, s: &ConvShape) -> Algorithm {
+    /// The algorithm the dispatch would use for `s` with instruction set `isa` (which need not
+    /// be the detected one: the tests and benchmarks compare every level).
+    pub fn choose_for(isa: Isa, s: &ConvShape) -> Algorithm {
         // Winograd pays once the GEMMs dominate its transforms: enough input and output
         // channels to amortise them, and tiles that are not mostly padding.
         if winograd3::preferred(s) {
@@ -59,10 +70,28 @@ pub fn conv_forward_with(
     bias: Option<&[f32]>,
     relu: bool,
 ) -> Vec<f32> {
-    let isa = Isa::detect();
+    conv_forward_isa(Isa::detect(), algo, s, x, weight, bias, relu)
+}
+
+/// [`conv_forward_with`] with an explicit instruction set instead of the detected one, so that
+/// tests and benchmarks can run every level the CPU has in one process
+/// (`LITTLEDATA_KERNELS_ISA` is read once per process).
+///
+/// # Panics
+/// When the running CPU does not support `isa`.
+pub fn conv_forward_isa(
+    isa: Isa,
+    algo: Algorithm,
+    s: &ConvShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
+    assert!(isa.is_supported(), "{isa:?} is not supported by this CPU");
     match algo {
         Algorithm::Winograd if winograd::supports(isa, s) => {
-            winograd::forward(s, x, weight, bias, relu)
+            winograd::forward(isa, s, x, weight, bias, relu)
         }
         Algorithm::Winograd3 if winograd3::supports(s) => {
             winograd3::forward(isa, s, x, weight, bias, relu)
@@ -74,6 +103,29 @@ pub fn conv_forward_with(
 /// Input gradient of a square-kernel convolution with `pad < kh`: the convolution of the output
 /// gradient `gy` [n, o, ho, wo] with the transposed, 180°-rotated kernel; returns [n, c, h, w].
 pub fn conv_input_grad(s: &ConvShape, gy: &[f32], weight: &[f32]) -> Vec<f32> {
+    let isa = Isa::detect();
+    conv_input_grad_isa(
+        isa,
+        Algorithm::choose_for(isa, &s.transposed()),
+        s,
+        gy,
+        weight,
+    )
+}
+
+/// [`conv_input_grad`] with an explicit instruction set and forward algorithm (run on the
+/// transposed problem [`ConvShape::transposed`]; falls back to [`Algorithm::Direct`] where
+/// `algo` cannot run it).
+///
+/// # Panics
+/// When the running CPU does not support `isa`.
+pub fn conv_input_grad_isa(
+    isa: Isa,
+    algo: Algorithm,
+    s: &ConvShape,
+    gy: &[f32],
+    weight: &[f32],
+) -> Vec<f32> {
     let t = s.transposed();
     let (kh, kw) = (s.kh, s.kw);
     // The rotated kernel is working memory of every backward step: take it from the pool.
@@ -88,7 +140,7 @@ pub fn conv_input_grad(s: &ConvShape, gy: &[f32], weight: &[f32]) -> Vec<f32> {
                     }
                 }
             });
-        conv_forward(&t, gy, wt, None, false)
+        conv_forward_isa(isa, algo, &t, gy, wt, None, false)
     })
 }
 
@@ -104,6 +156,15 @@ pub enum WeightGradAlgorithm {
 }
 
 impl WeightGradAlgorithm {
+    /// A short name for reports: `row-dot`, `gemm` or `winograd F3`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightGradAlgorithm::RowDot => "row-dot",
+            WeightGradAlgorithm::Gemm => "gemm",
+            WeightGradAlgorithm::Winograd => "winograd F3",
+        }
+    }
+
     /// The algorithm the dispatch uses for `s`: Winograd for wide channel counts, the GEMM for
     /// short output rows, the row-dot kernel otherwise.
     pub fn choose(s: &ConvShape) -> WeightGradAlgorithm {
@@ -137,7 +198,22 @@ pub fn conv_weight_grad_with(
     gy: &[f32],
     relu_out: Option<&[f32]>,
 ) -> Vec<f32> {
-    let isa = Isa::detect();
+    conv_weight_grad_isa(Isa::detect(), algo, s, x, gy, relu_out)
+}
+
+/// [`conv_weight_grad_with`] with an explicit instruction set instead of the detected one.
+///
+/// # Panics
+/// When the running CPU does not support `isa`.
+pub fn conv_weight_grad_isa(
+    isa: Isa,
+    algo: WeightGradAlgorithm,
+    s: &ConvShape,
+    x: &[f32],
+    gy: &[f32],
+    relu_out: Option<&[f32]>,
+) -> Vec<f32> {
+    assert!(isa.is_supported(), "{isa:?} is not supported by this CPU");
     match algo {
         WeightGradAlgorithm::RowDot => crate::wgrad::weight_grad(isa, s, x, gy, relu_out),
         WeightGradAlgorithm::Gemm => wgrad_gemm::weight_grad(isa, s, x, gy, relu_out),

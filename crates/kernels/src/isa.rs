@@ -44,6 +44,12 @@ impl Isa {
         }
     }
 
+    /// Every level the running CPU supports, from the most portable to the widest (ignores
+    /// `LITTLEDATA_KERNELS_ISA`: for tests and benchmarks that run each level in turn).
+    pub fn available() -> Vec<Isa> {
+        Isa::ALL.into_iter().filter(|i| i.is_supported()).collect()
+    }
+
     /// The widest supported level, lowered by `LITTLEDATA_KERNELS_ISA` when that names a
     /// narrower one. Detected once per process.
     pub fn detect() -> Isa {

@@ -8,7 +8,8 @@
 //! - `gemm`: packed GEMM micro-kernels (AVX-512, AVX2 + FMA, portable);
 //! - `direct`: implicit GEMM over padded-width columns, any stride-1 kernel (forward, and the
 //!   input gradient as the convolution with the rotated kernel);
-//! - `winograd`: Winograd F(4×4, 3×3) for 3 × 3 layers (AVX-512), forward and input gradient;
+//! - `winograd`: Winograd F(4×4, 3×3) for 3 × 3 layers (AVX-512 and AVX2 + FMA), forward and
+//!   input gradient;
 //! - `winograd3`: Winograd F(3×3, 3×3) transforms, and the forward (and input gradient) for
 //!   small maps that 3 × 3 tiles cover better, such as VGG16's block 5 (9 × 9 at 150 × 150);
 //! - `wgrad`: the 3 × 3 weight gradient as register-blocked dot products along output rows;

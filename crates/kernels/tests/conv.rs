@@ -4,7 +4,7 @@ mod common;
 
 use candle_core::{Tensor, Var};
 use common::{assert_close, uniform, values};
-use kernels::{Algorithm, ConvShape, WeightGradAlgorithm};
+use kernels::{Algorithm, ConvShape, Isa, WeightGradAlgorithm};
 use proptest::prelude::*;
 
 const REL: f32 = 1e-4;
@@ -48,6 +48,22 @@ fn shapes() -> impl Strategy<Value = (ConvShape, u64)> {
         })
 }
 
+/// Every forward algorithm (each falls back to the direct convolution where it cannot run).
+const ALGORITHMS: [Algorithm; 3] = [Algorithm::Direct, Algorithm::Winograd, Algorithm::Winograd3];
+
+/// A random output gradient for `s` and candle's input gradient for it.
+fn input_grad_reference(s: &ConvShape, x: &Tensor, w: &Tensor, seed: u64) -> (Tensor, Tensor) {
+    let xv = Var::from_tensor(x).unwrap();
+    let y = reference(xv.as_tensor(), w, None, s.pad);
+    let gy = uniform(seed ^ 5, y.dims(), 1.0);
+    let grads = (&y * &gy).unwrap().sum_all().unwrap().backward().unwrap();
+    let want = grads
+        .get(xv.as_tensor())
+        .expect("reference gradient")
+        .clone();
+    (gy, want)
+}
+
 fn operands(s: &ConvShape, seed: u64) -> (Tensor, Tensor, Tensor) {
     let x = uniform(seed, &[s.n, s.c, s.h, s.w], 1.0);
     let w = uniform(
@@ -78,10 +94,29 @@ proptest! {
         let (x, w, b) = operands(&s, seed);
         let want = reference(&x, &w, Some(&b), s.pad);
         let (xv, wv, bv) = (values(&x), values(&w), values(&b));
-        for algo in [Algorithm::Direct, Algorithm::Winograd, Algorithm::Winograd3] {
-            let y = kernels::dispatch::conv_forward_with(algo, &s, &xv, &wv, Some(&bv), false);
-            let got = Tensor::from_vec(y, want.dims(), want.device()).unwrap();
-            assert_close(&format!("{algo:?}"), &got, &want, REL);
+        for isa in Isa::available() {
+            for algo in ALGORITHMS {
+                let y = kernels::dispatch::conv_forward_isa(isa, algo, &s, &xv, &wv, Some(&bv), false);
+                let got = Tensor::from_vec(y, want.dims(), want.device()).unwrap();
+                assert_close(&format!("{isa:?} {algo:?}"), &got, &want, REL);
+            }
+        }
+        let y = kernels::dispatch::conv_forward_with(Algorithm::Winograd, &s, &xv, &wv, Some(&bv), false);
+        let got = Tensor::from_vec(y, want.dims(), want.device()).unwrap();
+        assert_close("detected ISA, Winograd", &got, &want, REL);
+    }
+
+    #[test]
+    fn every_input_grad_algorithm_matches_candle((s, seed) in shapes()) {
+        let (x, w, _) = operands(&s, seed);
+        let (gy, want) = input_grad_reference(&s, &x, &w, seed);
+        let (wv, gv) = (values(&w), values(&gy));
+        for isa in Isa::available() {
+            for algo in ALGORITHMS {
+                let g = kernels::dispatch::conv_input_grad_isa(isa, algo, &s, &gv, &wv);
+                let got = Tensor::from_vec(g, want.dims(), want.device()).unwrap();
+                assert_close(&format!("input grad {isa:?} {algo:?}"), &got, &want, REL);
+            }
         }
     }
 
@@ -101,10 +136,12 @@ proptest! {
         let want = loss.sum_all().unwrap().backward().unwrap();
         let want = want.get(wv.as_tensor()).expect("reference gradient");
         let (xv, rv) = (values(&x), values(&r));
-        for algo in [WeightGradAlgorithm::RowDot, WeightGradAlgorithm::Gemm, WeightGradAlgorithm::Winograd] {
-            let g = kernels::dispatch::conv_weight_grad_with(algo, &s, &xv, &rv, relu_out.as_deref());
-            let got = Tensor::from_vec(g, want.dims(), want.device()).unwrap();
-            assert_close(&format!("{algo:?}"), &got, want, REL);
+        for isa in Isa::available() {
+            for algo in [WeightGradAlgorithm::RowDot, WeightGradAlgorithm::Gemm, WeightGradAlgorithm::Winograd] {
+                let g = kernels::dispatch::conv_weight_grad_isa(isa, algo, &s, &xv, &rv, relu_out.as_deref());
+                let got = Tensor::from_vec(g, want.dims(), want.device()).unwrap();
+                assert_close(&format!("{isa:?} {algo:?}"), &got, want, REL);
+            }
         }
     }
 
@@ -224,4 +261,80 @@ fn winograd3_paths_cross_chunk_boundaries() {
     );
     let got = Tensor::from_vec(g, want.dims(), want.device()).unwrap();
     assert_close("Winograd weight gradient", &got, want, REL);
+}
+
+/// The Winograd F(4×4) forward and input gradient under every ISA the CPU has (AVX2 included on
+/// an AVX-512 host), on shapes the AVX-512 tests also cover and some that stress the 8-tile
+/// vectors of the AVX2 path: sizes that are not multiples of 4, channel counts that are not
+/// multiples of 8 or 16, batch 1 and more, several chunks of tiles and partial panels of output
+/// channels.
+#[test]
+fn winograd_forward_and_input_grad_on_every_isa() {
+    let shapes = [
+        (1, 5, 9, 11, 7, 1),
+        (3, 17, 13, 10, 20, 0),
+        (1, 33, 4, 5, 9, 2),
+        (2, 19, 30, 27, 45, 1),
+        (1, 64, 38, 38, 72, 1),
+        (4, 3, 21, 17, 13, 1),
+        (2, 40, 75, 37, 25, 1),
+    ];
+    for (i, &(n, c, h, w, o, pad)) in shapes.iter().enumerate() {
+        let s = ConvShape {
+            n,
+            c,
+            h,
+            w,
+            o,
+            kh: 3,
+            kw: 3,
+            pad,
+        };
+        let seed = 100 + i as u64;
+        let (x, wt, b) = operands(&s, seed);
+        let want = reference(&x, &wt, Some(&b), s.pad).relu().unwrap();
+        let (gy, want_gx) = input_grad_reference(&s, &x, &wt, seed);
+        let (xv, wv, bv, gv) = (values(&x), values(&wt), values(&b), values(&gy));
+        for isa in Isa::available() {
+            let y = kernels::dispatch::conv_forward_isa(
+                isa,
+                Algorithm::Winograd,
+                &s,
+                &xv,
+                &wv,
+                Some(&bv),
+                true,
+            );
+            let got = Tensor::from_vec(y, want.dims(), want.device()).unwrap();
+            assert_close(&format!("{isa:?} forward {s:?}"), &got, &want, REL);
+            let g = kernels::dispatch::conv_input_grad_isa(isa, Algorithm::Winograd, &s, &gv, &wv);
+            let got = Tensor::from_vec(g, want_gx.dims(), want_gx.device()).unwrap();
+            assert_close(&format!("{isa:?} input grad {s:?}"), &got, &want_gx, REL);
+        }
+    }
+}
+
+/// The dispatch picks Winograd F(4×4) for VGG16's large 3 × 3 layers on AVX2 as on AVX-512.
+#[test]
+fn avx2_dispatch_takes_winograd() {
+    let s = ConvShape {
+        n: 16,
+        c: 64,
+        h: 150,
+        w: 150,
+        o: 64,
+        kh: 3,
+        kw: 3,
+        pad: 1,
+    };
+    assert_eq!(Algorithm::choose_for(Isa::Avx2, &s), Algorithm::Winograd);
+    assert_eq!(Algorithm::choose_for(Isa::Avx512, &s), Algorithm::Winograd);
+    assert_eq!(Algorithm::choose_for(Isa::Portable, &s), Algorithm::Direct);
+}
+
+/// Every test of this file again under each lower instruction set the CPU has (AVX2 and the
+/// portable kernels on an AVX-512 host), through the public entry points.
+#[test]
+fn all_tests_under_every_isa() {
+    common::rerun_under_every_isa("all_tests_under_every_isa");
 }

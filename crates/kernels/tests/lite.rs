@@ -613,3 +613,10 @@ fn frozen_sequence_errors() {
         kernels::pointwise_conv2d(&x, &uniform(5, &[2, 4, 1, 1], 1.0), None, None, false).is_err()
     );
 }
+
+/// Every test of this file again under each lower instruction set the CPU has (AVX2 and the
+/// portable kernels on an AVX-512 host), through the public entry points.
+#[test]
+fn all_tests_under_every_isa() {
+    common::rerun_under_every_isa("all_tests_under_every_isa");
+}

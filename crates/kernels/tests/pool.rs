@@ -80,3 +80,10 @@ fn ties_send_the_gradient_to_the_first_maximum() {
         vec![1.0, 0.0, 0.0, 0.0]
     );
 }
+
+/// Every test of this file again under each lower instruction set the CPU has (AVX2 and the
+/// portable kernels on an AVX-512 host), through the public entry points.
+#[test]
+fn all_tests_under_every_isa() {
+    common::rerun_under_every_isa("all_tests_under_every_isa");
+}

@@ -29,3 +29,33 @@ pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, rel: f32) {
         );
     }
 }
+
+/// Runs this test binary again once for every instruction set the CPU supports below the
+/// detected one, with `LITTLEDATA_KERNELS_ISA` set to it, and asserts that every test passes
+/// there too (the variable is read once per process, so each level needs its own process).
+/// `this_test` is the name of the calling test, skipped in the children. A child process (the
+/// variable already set) returns at once.
+pub fn rerun_under_every_isa(this_test: &str) {
+    if std::env::var_os("LITTLEDATA_KERNELS_ISA").is_some() {
+        return;
+    }
+    let detected = kernels::Isa::detect();
+    let exe = std::env::current_exe().expect("test binary path");
+    for isa in kernels::Isa::available() {
+        if isa == detected {
+            continue;
+        }
+        let out = std::process::Command::new(&exe)
+            .env("LITTLEDATA_KERNELS_ISA", isa.name())
+            .args(["--skip", this_test, "--test-threads", "1"])
+            .output()
+            .expect("re-run the test binary");
+        assert!(
+            out.status.success(),
+            "tests failed with LITTLEDATA_KERNELS_ISA={}:\n{}\n{}",
+            isa.name(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
