@@ -83,7 +83,7 @@ pub fn learning_curve(
                 .filter(|(m, _)| *m == n)
                 .map(|&(_, a)| a)
                 .collect();
-            let (mean, std) = train_top::mean_std(&accuracies);
+            let (mean, std) = engine::folds::mean_std(&accuracies);
             CurvePoint {
                 per_class: n,
                 accuracies,

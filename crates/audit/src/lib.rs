@@ -182,10 +182,10 @@ pub fn run_audit(pipeline: &Pipeline, options: &AuditOptions) -> Result<(AuditRe
     let train_rows: Vec<usize> = (0..photos.train).collect();
     let train_x = photos.rows.select(&train_rows);
     let train_labels = &photos.labels[..photos.train];
-    let train_folds = train_top::stratified_folds(train_labels, a.folds, seed)?;
+    let train_folds = engine::folds::stratified_folds(train_labels, a.folds, seed)?;
     let (l2, _) = engine::linear::choose_l2(&train_x, train_labels, k, &train_folds, &a.l2)?;
     part("l2");
-    let all_folds = train_top::stratified_folds(&photos.labels, a.folds, seed)?;
+    let all_folds = engine::folds::stratified_folds(&photos.labels, a.folds, seed)?;
     let oof = engine::linear::out_of_fold(&photos.rows, &photos.labels, k, &all_folds, l2)?;
     let oof_accuracy = oof
         .chunks(k)

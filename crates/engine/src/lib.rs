@@ -29,6 +29,7 @@ mod error;
 mod evaluate;
 mod fit;
 mod flow_source;
+pub mod folds;
 mod fused;
 mod history;
 mod interrupt;
