@@ -5,6 +5,8 @@
 //! penalised); it is strictly convex for `l2 > 0`, so the fit does not depend on a seed or an
 //! initialisation, only on the photos. The matrix products run through `candle` on the CPU.
 
+use std::cell::RefCell;
+
 use argmin::core::{CostFunction, Executor, Gradient, State};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
@@ -172,7 +174,14 @@ struct Objective {
     dim: usize,
     classes: usize,
     l2: f64,
+    /// The last [`Objective::forward`]: its parameters, probabilities and NLL. The line
+    /// search asks for the cost and then the gradient at the same point; this spares the
+    /// second product `X · Wᵀ`.
+    last: RefCell<Option<Evaluated>>,
 }
+
+/// Parameters, the probabilities they give and the mean NLL.
+type Evaluated = (Vec<f64>, Vec<f32>, f64);
 
 impl Objective {
     fn split(&self, p: &[f64]) -> candle_core::Result<(Tensor, Tensor)> {
@@ -183,6 +192,18 @@ impl Objective {
             Tensor::from_vec(w, (k, self.dim), &Device::Cpu)?,
             Tensor::from_vec(b, k, &Device::Cpu)?,
         ))
+    }
+
+    /// [`Objective::forward`] at `p`, reused when `p` is the last point asked for.
+    fn forward_cached(&self, p: &[f64]) -> candle_core::Result<(Vec<f32>, f64)> {
+        if let Some((at, probs, nll)) = self.last.borrow().as_ref()
+            && at.as_slice() == p
+        {
+            return Ok((probs.clone(), *nll));
+        }
+        let (probs, nll) = self.forward(p)?;
+        *self.last.borrow_mut() = Some((p.to_vec(), probs.clone(), nll));
+        Ok((probs, nll))
     }
 
     /// The softmax probabilities `n × classes` and the mean NLL.
@@ -226,7 +247,7 @@ impl CostFunction for Objective {
     type Output = f64;
 
     fn cost(&self, p: &Self::Param) -> std::result::Result<f64, argmin::core::Error> {
-        let (_, nll) = self.forward(p).map_err(argmin_error)?;
+        let (_, nll) = self.forward_cached(p).map_err(argmin_error)?;
         Ok(nll + self.penalty(p))
     }
 }
@@ -236,7 +257,7 @@ impl Gradient for Objective {
     type Gradient = Vec<f64>;
 
     fn gradient(&self, p: &Self::Param) -> std::result::Result<Vec<f64>, argmin::core::Error> {
-        let (probs, _) = self.forward(p).map_err(argmin_error)?;
+        let (probs, _) = self.forward_cached(p).map_err(argmin_error)?;
         let k = self.classes;
         let inv_n = 1.0 / self.n as f32;
         let residual: Vec<f32> = probs
@@ -317,6 +338,7 @@ impl LinearProbe {
             dim,
             classes,
             l2: fit.l2,
+            last: RefCell::new(None),
         };
         let init: Vec<f64> = match warm {
             Some(w) if w.weights.len() == classes * dim && w.bias.len() == classes => w
@@ -534,6 +556,7 @@ mod tests {
             dim: 5,
             classes: 2,
             l2: 0.1,
+            last: RefCell::new(None),
         };
         let at: Vec<f64> = probe
             .weights
